@@ -1,0 +1,3 @@
+"""atb: the persistence layer of the atb trading bot."""
+
+__version__ = "0.1.0"

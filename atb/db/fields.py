@@ -1,0 +1,181 @@
+"""Column types with the database-level guarantees atb relies on.
+
+Every backend difference in column definitions lives here:
+- `EnumField`: VARCHAR plus a CHECK constraint, so raw SQL cannot store a value outside the enum.
+- `MoneyField`: exact numeric(18,8); reads return `Decimal`.
+- `JsonField`: jsonb on PostgreSQL, JSON text on SQLite; unset is SQL NULL; payloads are sanitised
+  (Decimal -> number, NaN/inf -> null, numpy scalars -> numbers, datetimes -> ISO 8601).
+- `UTCDateTimeField`: timestamptz on PostgreSQL; aware values are converted to UTC, naive ones are
+  taken as UTC, reads return aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import peewee as pw
+
+UTC = dt.timezone.utc
+MONEY_DIGITS = 18
+MONEY_PLACES = 8
+
+
+def server_default(sql: str) -> pw.SQL:
+    """A DEFAULT clause that the database applies to raw INSERTs too."""
+    return pw.SQL(f"DEFAULT {sql}")
+
+
+def _with_default(kwargs: dict, sql: str | None) -> dict:
+    if sql is not None:
+        kwargs["constraints"] = [*kwargs.get("constraints", ()), server_default(sql)]
+    return kwargs
+
+
+class EnumField(pw.CharField):
+    """A VARCHAR holding an enum member name, guarded by a CHECK constraint listing the members."""
+
+    def __init__(self, enum_class: type[enum.Enum], *args: Any, **kwargs: Any):
+        self.enum_class = enum_class
+        names = [member.value for member in enum_class]
+        kwargs.setdefault("max_length", max(len(name) for name in names))
+        default = kwargs.pop("server_default", None)
+        if default is not None:
+            _with_default(kwargs, f"'{enum_class(default).value}'")
+        super().__init__(*args, **kwargs)
+
+    def bind(self, model, name, set_attribute=True):
+        super().bind(model, name, set_attribute)
+        allowed = ", ".join(f"'{member.value}'" for member in self.enum_class)
+        self.constraints = [
+            *(self.constraints or ()),
+            pw.Check(f'"{self.column_name}" IN ({allowed})'),
+        ]
+
+    def db_value(self, value):
+        if value is None or isinstance(value, pw.Node):
+            return value
+        return self.enum_class(value).value
+
+    def python_value(self, value):
+        if value is None:
+            return None
+        return self.enum_class(value)
+
+
+class MoneyField(pw.DecimalField):
+    """Exact numeric(18,8): prices, quantities, P&L, ratios. Never a float."""
+
+    def __init__(self, *args: Any, server_default: str | None = None, **kwargs: Any):
+        kwargs.setdefault("max_digits", MONEY_DIGITS)
+        kwargs.setdefault("decimal_places", MONEY_PLACES)
+        kwargs.setdefault("auto_round", True)
+        kwargs.setdefault("rounding", decimal.ROUND_HALF_EVEN)
+        if server_default is not None:
+            kwargs.setdefault("default", decimal.Decimal(server_default))
+        super().__init__(*args, **_with_default(kwargs, server_default))
+
+    def db_value(self, value):
+        if isinstance(value, float):
+            # A float's repr is its shortest exact decimal; never let binary noise through.
+            value = decimal.Decimal(repr(value))
+        return super().db_value(value)
+
+
+def to_json_safe(value: Any) -> Any:
+    """Turn a payload into plain JSON values: Decimal -> number, NaN/inf -> None, datetimes -> ISO."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        if not value.is_finite():
+            return None
+        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+    if isinstance(value, enum.Enum):
+        return to_json_safe(value.value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): to_json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json_safe(item) for item in value]
+    # numpy scalars and arrays, without importing numpy.
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return to_json_safe(value.tolist())
+    if hasattr(value, "item") and callable(value.item):
+        return to_json_safe(value.item())
+    return str(value)
+
+
+def dumps_json(value: Any) -> str:
+    """Serialise a sanitised payload compactly; never writes NaN or Infinity."""
+    return json.dumps(to_json_safe(value), separators=(",", ":"), allow_nan=False)
+
+
+class JsonField(pw.JSONField):
+    """jsonb on PostgreSQL, JSON text on SQLite. None is SQL NULL, not the JSON text `null`."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("dumps", dumps_json)
+        super().__init__(*args, **kwargs)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Aware datetimes are converted to UTC; naive ones are taken as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+class UTCDateTimeField(pw.DateTimeField):
+    """timestamptz on PostgreSQL (text on SQLite). Always UTC in, aware UTC out."""
+
+    field_type = "TIMESTAMPTZ"
+
+    def __init__(self, *args: Any, server_now: bool = False, **kwargs: Any):
+        if server_now:
+            kwargs.setdefault("default", utc_now)
+            _with_default(kwargs, "CURRENT_TIMESTAMP")
+        super().__init__(*args, **kwargs)
+
+    def db_value(self, value):
+        if isinstance(value, dt.datetime):
+            value = as_utc(value)
+            if not isinstance(self.model._meta.database.obj, pw.PostgresqlDatabase):
+                # SQLite compares timestamps as text: store one canonical naive-UTC form.
+                value = value.replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value):
+        value = super().python_value(value)
+        if isinstance(value, dt.datetime):
+            return as_utc(value)
+        return value
+
+
+class FlagField(pw.BooleanField):
+    """A boolean with a server-side default, so raw INSERTs get false/true rather than NULL."""
+
+    def __init__(self, *args: Any, server_default: bool = False, **kwargs: Any):
+        kwargs.setdefault("default", server_default)
+        super().__init__(*args, **_with_default(kwargs, "true" if server_default else "false"))
+
+
+class CountField(pw.IntegerField):
+    """An integer counter with a server-side default (0 unless told otherwise)."""
+
+    def __init__(self, *args: Any, server_default: int = 0, **kwargs: Any):
+        kwargs.setdefault("default", server_default)
+        super().__init__(*args, **_with_default(kwargs, str(int(server_default))))
