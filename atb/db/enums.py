@@ -1,13 +1,6 @@
 """The closed vocabularies stored in enum columns. The stored text is the member name (== value)."""
 
-from enum import Enum
-
-
-class StrEnum(str, Enum):
-    """A str-valued enum whose members compare equal to their stored text."""
-
-    def __str__(self) -> str:
-        return self.value
+from enum import StrEnum
 
 
 class PositionSide(StrEnum):

@@ -21,7 +21,7 @@ from typing import Any
 
 import peewee as pw
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 MONEY_DIGITS = 18
 MONEY_PLACES = 8
 
@@ -45,9 +45,17 @@ class EnumField(pw.CharField):
         names = [member.value for member in enum_class]
         kwargs.setdefault("max_length", max(len(name) for name in names))
         default = kwargs.pop("server_default", None)
-        if default is not None:
-            _with_default(kwargs, f"'{enum_class(default).value}'")
+        self.server_default = None if default is None else enum_class(default).value
+        if self.server_default is not None:
+            _with_default(kwargs, f"'{self.server_default}'")
         super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> dict[str, str]:
+        """Constructor arguments beyond peewee's, as source code (for generated migrations)."""
+        params = {"enum_class": f"enums.{self.enum_class.__name__}"}
+        if self.server_default is not None:
+            params["server_default"] = repr(self.server_default)
+        return params
 
     def bind(self, model, name, set_attribute=True):
         super().bind(model, name, set_attribute)
@@ -78,7 +86,11 @@ class MoneyField(pw.DecimalField):
         kwargs.setdefault("rounding", decimal.ROUND_HALF_EVEN)
         if server_default is not None:
             kwargs.setdefault("default", decimal.Decimal(server_default))
+        self.server_default = server_default
         super().__init__(*args, **_with_default(kwargs, server_default))
+
+    def deconstruct(self) -> dict[str, str]:
+        return {} if self.server_default is None else {"server_default": repr(self.server_default)}
 
     def db_value(self, value):
         if isinstance(value, float):
@@ -96,7 +108,11 @@ def to_json_safe(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             return None
-        return int(value) if value == value.to_integral_value() and abs(value) < 2**53 else float(value)
+        return (
+            int(value)
+            if value == value.to_integral_value() and abs(value) < 2**53
+            else float(value)
+        )
     if isinstance(value, enum.Enum):
         return to_json_safe(value.value)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
@@ -127,6 +143,9 @@ class JsonField(pw.JSONField):
         kwargs.setdefault("dumps", dumps_json)
         super().__init__(*args, **kwargs)
 
+    def deconstruct(self) -> dict[str, str]:
+        return {}
+
 
 def as_utc(value: dt.datetime) -> dt.datetime:
     """Aware datetimes are converted to UTC; naive ones are taken as UTC."""
@@ -145,15 +164,20 @@ class UTCDateTimeField(pw.DateTimeField):
     field_type = "TIMESTAMPTZ"
 
     def __init__(self, *args: Any, server_now: bool = False, **kwargs: Any):
+        self.server_now = server_now
         if server_now:
             kwargs.setdefault("default", utc_now)
             _with_default(kwargs, "CURRENT_TIMESTAMP")
         super().__init__(*args, **kwargs)
 
+    def deconstruct(self) -> dict[str, str]:
+        return {"server_now": "True"} if self.server_now else {}
+
     def db_value(self, value):
         if isinstance(value, dt.datetime):
             value = as_utc(value)
-            if not isinstance(self.model._meta.database.obj, pw.PostgresqlDatabase):
+            db = self.model._meta.database
+            if not isinstance(getattr(db, "obj", db), pw.PostgresqlDatabase):
                 # SQLite compares timestamps as text: store one canonical naive-UTC form.
                 value = value.replace(tzinfo=None)
         return super().db_value(value)
@@ -170,7 +194,11 @@ class FlagField(pw.BooleanField):
 
     def __init__(self, *args: Any, server_default: bool = False, **kwargs: Any):
         kwargs.setdefault("default", server_default)
+        self.server_default = server_default
         super().__init__(*args, **_with_default(kwargs, "true" if server_default else "false"))
+
+    def deconstruct(self) -> dict[str, str]:
+        return {"server_default": repr(self.server_default)}
 
 
 class CountField(pw.IntegerField):
@@ -178,4 +206,8 @@ class CountField(pw.IntegerField):
 
     def __init__(self, *args: Any, server_default: int = 0, **kwargs: Any):
         kwargs.setdefault("default", server_default)
+        self.server_default = server_default
         super().__init__(*args, **_with_default(kwargs, str(int(server_default))))
+
+    def deconstruct(self) -> dict[str, str]:
+        return {"server_default": repr(self.server_default)}

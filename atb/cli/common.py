@@ -1,0 +1,52 @@
+"""What every `atb db` command shares: the --url/--json options, error mapping, output helpers."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from atb.db.errors import DatabaseError
+from atb.db.settings import redact_url
+
+url_option = click.option(
+    "--url",
+    "url",
+    envvar=None,
+    default=None,
+    metavar="URL",
+    help="Database URL (default: DATABASE_URL, DATABASE_PUBLIC_URL, PG* variables, "
+    "then the local embedded server in development).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+yes_option = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+
+
+def friendly_errors(func: Callable) -> Callable:
+    """Expected failures become one clear line and exit 1; never a traceback, never a password."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise
+        except DatabaseError as exc:
+            raise click.ClickException(redact_url(str(exc))) from None
+        except OSError as exc:
+            raise click.ClickException(redact_url(f"{type(exc).__name__}: {exc}")) from None
+
+    return wrapper
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, sort_keys=True))
+
+
+def interactive() -> bool:
+    """True when a person is at the terminal (prompts and progress make sense)."""
+    return sys.stdin.isatty() and sys.stdout.isatty()

@@ -1,0 +1,297 @@
+"""The one DatabaseProxy, what binds it, and how a call survives a server restart.
+
+Every "PostgreSQL or SQLite" decision about connecting lives here. Callers run work through
+`run()`: it checks a pooled connection out, runs the work in one transaction, gives the connection
+back, maps driver errors onto atb's (`DatabaseUnavailable`, `DuplicateError`), and retries once when
+the connection turned out dead before anything was committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+import peewee as pw
+from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+
+from .errors import ConfigurationError, DatabaseError, DatabaseUnavailable, DuplicateError
+from .settings import DatabaseSettings, redact_url
+
+log = logging.getLogger("atb.db")
+
+database = pw.DatabaseProxy()
+"""Every model is bound to this proxy; `connect()` points it at a real database."""
+
+T = TypeVar("T")
+_state = threading.Lock()
+_settings: DatabaseSettings | None = None
+
+
+class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
+    """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
+
+    Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
+    round trip is pure cost. A connection that dies in that window is caught by `run()`'s retry.
+    """
+
+    def __init__(self, *args, ping_after: float = 1.0, **kwargs):
+        self._ping_after = ping_after
+        self._returned_at: dict[int, float] = {}
+        super().__init__(*args, **kwargs)
+
+    def _is_closed(self, conn) -> bool:
+        if conn.closed:
+            return True
+        returned = self._returned_at.get(self.conn_key(conn))
+        if returned is not None and time.monotonic() - returned < self._ping_after:
+            return self._adapter.txn_status(conn) == self._adapter.txn_unknown
+        return super()._is_closed(conn)
+
+    def _close(self, conn, close_conn=False):
+        self._returned_at[self.conn_key(conn)] = time.monotonic()
+        return super()._close(conn, close_conn)
+
+    def _close_raw(self, conn):
+        self._returned_at.pop(self.conn_key(conn), None)
+        return super()._close_raw(conn)
+
+
+def is_postgres(db: pw.Database | None = None) -> bool:
+    """True when the proxy (or `db`) is bound to PostgreSQL."""
+    target = db if db is not None else database.obj
+    return isinstance(target, pw.PostgresqlDatabase)
+
+
+def current_settings() -> DatabaseSettings | None:
+    """The settings the proxy was last bound with (None when bound directly by a test)."""
+    return _settings
+
+
+def bound_database() -> pw.Database:
+    """The database behind the proxy; a clear error if nothing was bound yet."""
+    if database.obj is None:
+        raise ConfigurationError(
+            "no database bound: call atb.db.connect() or create a DatabaseManager"
+        )
+    return database.obj
+
+
+def build_database(settings: DatabaseSettings) -> pw.Database:
+    """Create (but do not open) the Peewee database object the settings describe."""
+    parsed = settings.parsed()
+    if parsed.is_sqlite:
+        if not settings.allow_sqlite:
+            raise ConfigurationError(
+                "SQLite is for unit tests only; set DATABASE_URL to a postgresql:// URL"
+            )
+        name = parsed.database
+        uri = name.startswith("file:")
+        return pw.SqliteDatabase(
+            name,
+            uri=uri,
+            pragmas={"foreign_keys": 1, "journal_mode": "wal"}
+            if name not in (":memory:",) and not uri
+            else {"foreign_keys": 1},
+        )
+    params = settings.connect_params()
+    name = params.pop("database")
+    return AtbPooledPostgresqlDatabase(
+        name,
+        max_connections=settings.pool_size,
+        stale_timeout=settings.pool_max_age or None,
+        timeout=settings.pool_timeout,
+        autoconnect=True,
+        **params,
+    )
+
+
+def connect(
+    url: str | None = None,
+    *,
+    allow_sqlite: bool = False,
+    settings: DatabaseSettings | None = None,
+) -> pw.Database:
+    """Resolve settings (see api.md), bind the proxy, and return the bound database.
+
+    Does not open a connection: the pool opens them on first use. With no URL in development the
+    local embedded PostgreSQL is started (or reused).
+    """
+    global _settings
+    settings = settings or DatabaseSettings.from_env(url, allow_sqlite=allow_sqlite)
+    if settings.uses_local_server:
+        from . import local
+
+        server = local.start()
+        settings = settings.with_url(server.url, "local embedded PostgreSQL")
+    db = build_database(settings)
+    with _state:
+        previous = database.obj
+        if previous is not None and previous is not db:
+            _close_quietly(previous)
+        database.initialize(db)
+        _settings = settings
+    log.debug("bound database %s (%s)", settings.redacted_url, settings.source)
+    return db
+
+
+def bind(db: pw.Database) -> pw.Database:
+    """Bind an already-built database (tests); replaces whatever was bound."""
+    global _settings
+    with _state:
+        database.initialize(db)
+        _settings = None
+    return db
+
+
+def disconnect() -> None:
+    """Close every pooled connection and unbind the proxy."""
+    global _settings
+    with _state:
+        if database.obj is not None:
+            _close_quietly(database.obj)
+        database.initialize(None)
+        _settings = None
+
+
+def _close_quietly(db: pw.Database) -> None:
+    try:
+        if isinstance(db, PooledPostgresqlDatabase):
+            db.close_all()
+        elif not db.is_closed():
+            db.close()
+    except Exception:  # closing a dead connection must not mask the caller's real error
+        log.debug("error while closing %r", db, exc_info=True)
+
+
+def _describe_target() -> str:
+    if _settings is not None and _settings.url:
+        return redact_url(_settings.url)
+    return "the database"
+
+
+def _connection_is_dead(db: pw.Database) -> bool:
+    if not is_postgres(db) or db.is_closed():
+        return True
+    try:
+        return bool(db.connection().closed)
+    except Exception:
+        return True
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable:
+    """A one-line DatabaseUnavailable for a driver error, password redacted."""
+    reason = redact_url(
+        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    )
+    return DatabaseUnavailable(f"cannot reach {_describe_target()}: {reason}")
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a Peewee/driver error onto atb's error types (the caller re-raises the result)."""
+    if isinstance(exc, MaxConnectionsExceeded):
+        seconds = _settings.pool_timeout if _settings else "the pool"
+        return DatabaseUnavailable(
+            f"no pooled connection to {_describe_target()} became free within {seconds}s "
+            "(raise ATB_DB_POOL_SIZE or find the code holding connections)"
+        )
+    if isinstance(exc, pw.IntegrityError):
+        message = redact_url(str(exc).strip().splitlines()[0])
+        if "unique" in message.lower() or "duplicate" in message.lower():
+            return DuplicateError(message)
+        return DatabaseError(f"integrity error: {message}")
+    if isinstance(exc, (pw.OperationalError, pw.InterfaceError)):
+        text = str(exc).lower()
+        if "statement timeout" in text or "lock timeout" in text:
+            return DatabaseError(redact_url(str(exc).strip().splitlines()[0]))
+        return unavailable(exc)
+    if isinstance(exc, pw.PeeweeException):
+        return DatabaseError(
+            redact_url(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
+        )
+    return exc
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Raise atb errors instead of driver errors for the enclosed block."""
+    try:
+        yield
+    except DatabaseError:
+        raise
+    except (pw.PeeweeException, MaxConnectionsExceeded) as exc:
+        raise translate(exc) from exc
+
+
+def run(work: Callable[[], T], *, transaction: bool = True) -> T:
+    """Run `work` on a pooled connection, in one transaction unless told otherwise.
+
+    Inside a caller's transaction it simply joins it. Outside one, a connection that died before
+    the commit (server restart, failover) is discarded and the work retried once on a fresh
+    connection; a failure during the commit itself is never retried (the outcome is unknown).
+    """
+    db = bound_database()
+    if db.in_transaction():
+        with translated_errors():
+            if transaction:
+                with db.atomic():
+                    return work()
+            return work()
+    for attempt in (1, 2):
+        committing = connected = False
+        # Pooled connections go back to the pool after each call; SQLite keeps its one connection
+        # (closing an in-memory database would destroy it).
+        opened_here = is_postgres(db) and db.is_closed()
+        try:
+            with translated_errors():
+                if opened_here:
+                    db.connect()
+                connected = True
+                try:
+                    if not transaction:
+                        return work()
+                    with db.atomic():
+                        result = work()
+                        committing = True
+                    return result
+                finally:
+                    if opened_here and not db.is_closed():
+                        db.close()
+        except DatabaseUnavailable as exc:
+            cause = exc.__cause__
+            retryable = (
+                attempt == 1
+                and connected
+                and not committing
+                and isinstance(cause, (pw.OperationalError, pw.InterfaceError))
+                and _discard_dead_connection(db)
+            )
+            if not retryable:
+                raise
+            log.warning("connection to %s was lost; retrying once", _describe_target())
+    raise AssertionError("unreachable")
+
+
+def _discard_dead_connection(db: pw.Database) -> bool:
+    """Drop the calling thread's dead connection; True when a retry makes sense."""
+    if not is_postgres(db):
+        return False
+    if db.is_closed():
+        return True  # failed while connecting: nothing was sent
+    if not _connection_is_dead(db):
+        return False
+    try:
+        db.manual_close()
+    except Exception:
+        log.debug("manual_close failed", exc_info=True)
+    return True
+
+
+def ping(timeout_ms: int = 5000) -> float:
+    """Round-trip `SELECT 1`; returns the latency in milliseconds or raises DatabaseUnavailable."""
+    started = time.perf_counter()
+    run(lambda: bound_database().execute_sql("SELECT 1").fetchone(), transaction=False)
+    return (time.perf_counter() - started) * 1000.0

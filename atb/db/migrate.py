@@ -1,0 +1,192 @@
+"""Apply and report peewee-migrate migrations: the schema's only source of truth.
+
+`apply_pending_migrations()` holds a PostgreSQL advisory lock while it works, so two processes
+starting at once do not race: one applies, the other waits, then finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import peewee as pw
+from peewee_migrate import Router
+from peewee_migrate.models import MIGRATE_TABLE
+
+from .connection import bound_database, is_postgres, translated_errors
+from .errors import MigrationError
+
+log = logging.getLogger("atb.db.migrate")
+
+# An arbitrary, fixed 64-bit key: "atb-migrate" as bytes, so other apps' locks never collide.
+ADVISORY_LOCK_KEY = int.from_bytes(b"atbmigr8", "big") & 0x7FFF_FFFF_FFFF_FFFF
+HISTORY_TABLE = MIGRATE_TABLE
+
+
+def migrations_dir() -> Path:
+    """The folder of migration files: $ATB_MIGRATIONS_DIR, the installed package, or the checkout."""
+    override = os.environ.get("ATB_MIGRATIONS_DIR")
+    if override:
+        return Path(override)
+    try:
+        import atb.migrations as packaged
+
+        return Path(packaged.__file__).resolve().parent
+    except ImportError:  # running from a source tree that was not installed
+        return Path(__file__).resolve().parents[2] / "migrations"
+
+
+@dataclass(frozen=True)
+class MigrationState:
+    """Which migration files exist and which the database has applied."""
+
+    applied: tuple[str, ...]
+    available: tuple[str, ...]
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        done = set(self.applied)
+        return tuple(name for name in self.available if name not in done)
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        """Applied in the database but missing from the files (a newer release ran here)."""
+        available = set(self.available)
+        return tuple(name for name in self.applied if name not in available)
+
+    @property
+    def head(self) -> str | None:
+        return self.applied[-1] if self.applied else None
+
+
+def make_router(db: pw.Database | None = None, directory: Path | None = None) -> Router:
+    """A peewee-migrate Router over our migration folder and the bound database."""
+    return Router(db or bound_database(), migrate_dir=directory or migrations_dir(), logger=log)
+
+
+def available_migrations(directory: Path | None = None) -> tuple[str, ...]:
+    directory = directory or migrations_dir()
+    if not directory.is_dir():
+        raise MigrationError(f"migration folder {directory} does not exist")
+    return tuple(sorted(p.stem for p in directory.iterdir() if Router.filemask.match(p.name)))
+
+
+def applied_migrations(db: pw.Database | None = None) -> tuple[str, ...]:
+    """Names recorded in the history table, oldest first; empty when the table does not exist."""
+    db = db or bound_database()
+    with translated_errors():
+        if not db.table_exists(HISTORY_TABLE):
+            return ()
+        cursor = db.execute_sql(f'SELECT name FROM "{HISTORY_TABLE}" ORDER BY id')
+        return tuple(row[0] for row in cursor.fetchall())
+
+
+def migration_state(db: pw.Database | None = None, directory: Path | None = None) -> MigrationState:
+    """Read-only: never creates the history table."""
+    return MigrationState(applied=applied_migrations(db), available=available_migrations(directory))
+
+
+def apply_pending_migrations(
+    *,
+    fake: bool = False,
+    lock_wait_seconds: float = 300.0,
+    db: pw.Database | None = None,
+    directory: Path | None = None,
+) -> list[str]:
+    """Apply every pending migration (or only record them with `fake`); returns the names applied."""
+    db = db or bound_database()
+    with translated_errors():
+        db.connect(reuse_if_open=True)
+        try:
+            if is_postgres(db):
+                _acquire_lock(db, lock_wait_seconds)
+                # Migrations may legitimately run longer than the application's statement timeout.
+                db.execute_sql("SET statement_timeout = 0")
+            try:
+                state = migration_state(db, directory)
+                if state.unknown:
+                    raise MigrationError(
+                        "the database has migrations these files do not know: "
+                        f"{', '.join(state.unknown)}; upgrade atb before migrating"
+                    )
+                if not state.pending:
+                    return []
+                router = make_router(db, directory)
+                try:
+                    applied = router.run(fake=fake)
+                except Exception as exc:
+                    raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
+                return applied
+            finally:
+                if is_postgres(db):
+                    _release_lock(db)
+        finally:
+            _discard_session(db)
+
+
+def _acquire_lock(db: pw.Database, wait_seconds: float) -> None:
+    deadline = time.monotonic() + wait_seconds
+    announced = False
+    while True:
+        got = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]
+        if got:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                f"another process has held the migration lock for {wait_seconds:.0f}s; "
+                "is a migration still running?"
+            )
+        if not announced:
+            log.info("another process is migrating; waiting for it")
+            announced = True
+        time.sleep(0.2)
+
+
+def _release_lock(db: pw.Database) -> None:
+    try:
+        db.execute_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+    except pw.PeeweeException:
+        log.debug("advisory unlock failed (connection lost?)", exc_info=True)
+
+
+def _discard_session(db: pw.Database) -> None:
+    """Close the migration's connection outright: its session settings must not reach the pool."""
+    if not is_postgres(db):
+        return
+    try:
+        if hasattr(db, "manual_close"):
+            db.manual_close()
+        else:
+            db.close()
+    except pw.PeeweeException:
+        log.debug("closing the migration connection failed", exc_info=True)
+
+
+def schema_is_empty(db: pw.Database | None = None) -> bool:
+    """True when the database holds none of atb's tables and no migration history."""
+    db = db or bound_database()
+    with translated_errors():
+        tables = set(db.get_tables())
+    from .models import ALL_MODELS
+
+    ours = {model._meta.table_name for model in ALL_MODELS} | {HISTORY_TABLE}
+    return not (tables & ours)
+
+
+def ensure_schema(apply: bool | None = None) -> list[str]:
+    """Bring the schema to head: always when `apply`, only on an empty database when None."""
+    if apply is False:
+        return []
+    if apply is None and not schema_is_empty():
+        state = migration_state()
+        if state.pending:
+            log.warning(
+                "%d migration(s) pending (%s); run `atb db migrate`",
+                len(state.pending),
+                ", ".join(state.pending),
+            )
+        return []
+    return apply_pending_migrations()

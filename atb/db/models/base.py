@@ -1,0 +1,43 @@
+"""The database proxy every atb model is bound to, and the base class that refreshes `updated_at`-style columns."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import peewee as pw
+
+from atb.db.connection import database
+from atb.db.fields import utc_now
+
+__all__ = ["BaseModel", "database"]
+
+
+class BaseModel(pw.Model):
+    """Common base: bound to `database`; fields named in `_touch_on_update` are set to now on every UPDATE."""
+
+    # Names of the fields reset to the current UTC time whenever a row is updated through the ORM
+    # (the reference's `onupdate=datetime.utcnow`).
+    _touch_on_update: ClassVar[tuple[str, ...]] = ()
+
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+    def save(self, force_insert: bool = False, only: Any = None) -> Any:
+        if self._touch_on_update and self._pk is not None and not force_insert:
+            now = utc_now()
+            for name in self._touch_on_update:
+                setattr(self, name, now)
+            if only is not None:
+                only = [*only, *(self._meta.fields[name] for name in self._touch_on_update)]
+        return super().save(force_insert=force_insert, only=only)
+
+    @classmethod
+    def update(cls, __data=None, **update):
+        # Bulk `Model.update(...)` queries touch too, unless the caller sets the column explicitly.
+        data = cls._normalize_data(__data, update)
+        if cls._touch_on_update and isinstance(data, dict):
+            now = utc_now()
+            for name in cls._touch_on_update:
+                data.setdefault(cls._meta.fields[name], now)
+        return pw.ModelUpdate(cls, data)

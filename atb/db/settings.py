@@ -1,0 +1,307 @@
+"""Where the database is and how to talk to it: URL resolution, pool/session settings, redaction.
+
+Pure functions of an environment mapping: nothing here connects, reads files or does DNS, so the
+resolution rules can be unit-tested and explained (`DatabaseSettings.source`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
+
+from .errors import ConfigurationError
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg2")
+SUPPORTED_SCHEMES = (*POSTGRES_SCHEMES, "sqlite")
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+RAILWAY_PRIVATE_SUFFIX = ".railway.internal"
+PRODUCTION_NAMES = frozenset({"production", "prod"})
+
+_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[?&;\s])password=)[^&;\s]*")
+_PASSWORD_IN_NETLOC = re.compile(r"(?i)(://[^:/@\s]*:)[^@\s]*@")
+
+
+def redact_url(url: str | None) -> str:
+    """Mask the password of a URL or libpq DSN (netloc or `password=` parameter) for display."""
+    if not url:
+        return str(url)
+    text = _PASSWORD_IN_NETLOC.sub(lambda m: f"{m.group(1)}***@", str(url))
+    return _PASSWORD_IN_QUERY.sub(lambda m: f"{m.group(1)}***", text)
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def is_production(env: Mapping[str, str]) -> bool:
+    """Railway deploys and ATB_ENV=production refuse to guess a database."""
+    if env.get("ATB_ENV", "").strip().lower() in PRODUCTION_NAMES:
+        return True
+    return bool(env.get("RAILWAY_ENVIRONMENT_NAME") or env.get("RAILWAY_ENVIRONMENT"))
+
+
+def inside_railway(env: Mapping[str, str]) -> bool:
+    """True in a Railway deployment, where *.railway.internal resolves (not under `railway run`)."""
+    forced = env.get("ATB_INSIDE_RAILWAY", "").strip().lower()
+    if forced in {"1", "true", "yes"}:
+        return True
+    if forced in {"0", "false", "no"}:
+        return False
+    return bool(env.get("RAILWAY_REPLICA_ID") or env.get("RAILWAY_DEPLOYMENT_ID"))
+
+
+@dataclass(frozen=True)
+class ParsedUrl:
+    """A database URL split into what psycopg2 needs; `password` never leaves through repr."""
+
+    scheme: str
+    host: str | None
+    port: int | None
+    user: str | None
+    password: str | None = field(repr=False)
+    database: str
+    query: dict[str, str]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.scheme == "sqlite"
+
+    @property
+    def is_local(self) -> bool:
+        """Loopback or a Unix socket: no TLS needed, destructive commands allowed."""
+        return self.host is None or self.host in LOCAL_HOSTS or self.host.startswith("/")
+
+
+def parse_url(url: str) -> ParsedUrl:
+    """Split a URL, refusing unknown schemes with a message naming the supported ones."""
+    if not url or "://" not in url:
+        raise ConfigurationError(
+            f"database URL {redact_url(url)!r} is not a URL; expected e.g. "
+            "postgresql://user:password@host:5432/dbname"
+        )
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ConfigurationError(
+            f"unsupported database URL scheme {scheme!r} in {redact_url(url)}; "
+            f"supported: {', '.join(s + '://' for s in POSTGRES_SCHEMES)} (and sqlite:// in unit tests)"
+        )
+    if scheme == "sqlite":
+        path = url.split("://", 1)[1]
+        database = path[1:] if path.startswith("/") else path
+        return ParsedUrl("sqlite", None, None, None, None, database or ":memory:", {})
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    host = unquote(parts.hostname) if parts.hostname else None
+    if "host" in query:  # libpq style: postgresql://user@/db?host=/socket/dir
+        host = query.pop("host")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(f"database URL {redact_url(url)} has an invalid port") from None
+    if "port" in query:
+        port = int(query.pop("port"))
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ConfigurationError(
+            f"database URL {redact_url(url)} names no database; add /dbname after the host"
+        )
+    return ParsedUrl(
+        scheme="postgresql",
+        host=host,
+        port=port,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        database=database,
+        query=query,
+    )
+
+
+def build_url(
+    host: str | None,
+    port: int | None,
+    user: str | None,
+    password: str | None,
+    database: str,
+    query: Mapping[str, str] | None = None,
+) -> str:
+    """Assemble a postgresql:// URL, with Unix-socket hosts in the query as libpq expects."""
+    query = dict(query or {})
+    netloc = ""
+    if user:
+        netloc = quote(user, safe="")
+        if password:
+            netloc += ":" + quote(password, safe="")
+        netloc += "@"
+    if host and host.startswith("/"):
+        query = {"host": host, **({"port": str(port)} if port else {}), **query}
+    elif host:
+        netloc += f"[{host}]" if ":" in host else host
+        if port:
+            netloc += f":{port}"
+    return urlunsplit(("postgresql", netloc, "/" + quote(database, safe=""), urlencode(query), ""))
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """Everything `connect()` needs. `source` says which rule chose the URL (shown by the CLI)."""
+
+    url: str | None  # None: the local embedded server (resolved by atb.db.local at connect time)
+    source: str
+    pool_size: int = 10
+    pool_max_age: int = 1800
+    pool_timeout: int = 10
+    connect_timeout: int = 5
+    statement_timeout_ms: int = 30_000
+    lock_timeout_ms: int = 10_000
+    idle_in_transaction_timeout_ms: int = 60_000
+    application_name: str = "atb"
+    sslmode: str | None = None
+    keepalives_idle: int = 30
+    allow_sqlite: bool = False
+    production: bool = False
+
+    @property
+    def redacted_url(self) -> str:
+        return redact_url(self.url) if self.url else "local embedded PostgreSQL"
+
+    @property
+    def uses_local_server(self) -> bool:
+        return self.url is None
+
+    def with_url(self, url: str, source: str) -> DatabaseSettings:
+        return replace(self, url=url, source=source)
+
+    def parsed(self) -> ParsedUrl:
+        if self.url is None:
+            raise ConfigurationError("the local server URL is resolved at connect time")
+        return parse_url(self.url)
+
+    def connect_params(self) -> dict:
+        """psycopg2 keyword arguments: credentials plus timeouts, keepalives, TLS, application name."""
+        parsed = self.parsed()
+        params: dict = {
+            "database": parsed.database,
+            "connect_timeout": self.connect_timeout,
+            "application_name": self.application_name,
+        }
+        for key in ("host", "port", "user", "password"):
+            value = getattr(parsed, key)
+            if value is not None:
+                params[key] = value
+        if not (parsed.host or "").startswith("/"):
+            params.update(
+                keepalives=1,
+                keepalives_idle=self.keepalives_idle,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        options = [
+            f"-c {name}={value}"
+            for name, value in (
+                ("statement_timeout", self.statement_timeout_ms),
+                ("lock_timeout", self.lock_timeout_ms),
+                ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout_ms),
+            )
+            if value
+        ]
+        if options:
+            params["options"] = " ".join(options)
+        sslmode = parsed.query.get("sslmode") or self.sslmode
+        if sslmode is None and not parsed.is_local:
+            sslmode = "require"
+        if sslmode:
+            params["sslmode"] = sslmode
+        # Anything else the URL carries (sslrootcert, target_session_attrs, options, ...) wins.
+        params.update({k: v for k, v in parsed.query.items() if k != "sslmode"})
+        return params
+
+    @classmethod
+    def from_env(
+        cls,
+        url: str | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        allow_sqlite: bool = False,
+    ) -> DatabaseSettings:
+        """Resolve the URL (explicit > DATABASE_URL > DATABASE_PUBLIC_URL > PG* > local) and settings."""
+        env = os.environ if env is None else env
+        production = is_production(env)
+        resolved, source = _resolve_url(url, env, production)
+        settings = cls(
+            url=resolved,
+            source=source,
+            pool_size=_env_int(env, "ATB_DB_POOL_SIZE", 10, minimum=1),
+            pool_max_age=_env_int(env, "ATB_DB_POOL_MAX_AGE", 1800),
+            pool_timeout=_env_int(env, "ATB_DB_POOL_TIMEOUT", 10, minimum=1),
+            connect_timeout=_env_int(env, "ATB_DB_CONNECT_TIMEOUT", 5, minimum=1),
+            statement_timeout_ms=_env_int(env, "ATB_DB_STATEMENT_TIMEOUT_MS", 30_000),
+            lock_timeout_ms=_env_int(env, "ATB_DB_LOCK_TIMEOUT_MS", 10_000),
+            idle_in_transaction_timeout_ms=_env_int(env, "ATB_DB_IDLE_IN_TX_TIMEOUT_MS", 60_000),
+            application_name=env.get("ATB_DB_APPLICATION_NAME", "atb") or "atb",
+            sslmode=env.get("ATB_DB_SSLMODE") or None,
+            keepalives_idle=_env_int(env, "ATB_DB_KEEPALIVES_IDLE", 30, minimum=1),
+            allow_sqlite=allow_sqlite,
+            production=production,
+        )
+        if resolved is not None:
+            parsed = parse_url(resolved)
+            if parsed.is_sqlite and not allow_sqlite:
+                raise ConfigurationError(
+                    f"SQLite ({redact_url(resolved)}) is for unit tests only; "
+                    "set DATABASE_URL to a postgresql:// URL"
+                )
+        return settings
+
+
+def _url_from_pg_env(env: Mapping[str, str]) -> str | None:
+    if not (env.get("PGHOST") or env.get("PGDATABASE")):
+        return None
+    return build_url(
+        host=env.get("PGHOST") or "localhost",
+        port=int(env["PGPORT"]) if env.get("PGPORT") else None,
+        user=env.get("PGUSER"),
+        password=env.get("PGPASSWORD"),
+        database=env.get("PGDATABASE") or env.get("PGUSER") or "postgres",
+    )
+
+
+def _resolve_url(
+    url: str | None, env: Mapping[str, str], production: bool
+) -> tuple[str | None, str]:
+    if url:
+        return url, "argument"
+    private = env.get("DATABASE_URL", "").strip()
+    public = env.get("DATABASE_PUBLIC_URL", "").strip()
+    if private:
+        host = (urlsplit(private).hostname or "") if "://" in private else ""
+        if host.endswith(RAILWAY_PRIVATE_SUFFIX) and not inside_railway(env):
+            if public:
+                return public, "DATABASE_PUBLIC_URL (DATABASE_URL is Railway-private)"
+            raise ConfigurationError(
+                f"DATABASE_URL points at Railway's private network ({host}), which is reachable "
+                "only inside Railway; set DATABASE_PUBLIC_URL to the database's public URL"
+            )
+        return private, "DATABASE_URL"
+    if public:
+        return public, "DATABASE_PUBLIC_URL"
+    from_pg = _url_from_pg_env(env)
+    if from_pg:
+        return from_pg, "PG* variables"
+    if production:
+        raise ConfigurationError(
+            "no database configured in production: set DATABASE_URL "
+            "(Railway: reference the PostgreSQL service's DATABASE_URL variable)"
+        )
+    return None, "local embedded PostgreSQL"

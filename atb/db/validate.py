@@ -1,0 +1,252 @@
+"""The one place caller input becomes clean values or a `ValidationError` — before any SQL runs.
+
+Every coercer takes the field name first so the error names it, and returns the value in the form
+the column stores (Decimal quantised to 8 places, enum member, aware UTC datetime, ...).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from .enums import OrderStatus, PartialOperationType, PositionSide, TradeSource
+from .errors import ValidationError
+from .fields import MONEY_DIGITS, MONEY_PLACES, as_utc, to_json_safe
+
+E = TypeVar("E", bound=enum.Enum)
+
+_QUANTUM = decimal.Decimal(1).scaleb(-MONEY_PLACES)
+_MONEY_LIMIT = decimal.Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
+
+# Spellings other systems use for our enum members.
+SIDE_ALIASES = {"BUY": PositionSide.LONG, "SELL": PositionSide.SHORT}
+ORDER_STATUS_ALIASES = {
+    "REJECTED": OrderStatus.FAILED,
+    "EXPIRED": OrderStatus.CANCELLED,
+    "CANCELED": OrderStatus.CANCELLED,
+    "NEW": OrderStatus.OPEN,
+    "PARTIALLY-FILLED": OrderStatus.PARTIALLY_FILLED,
+    "PARTIAL": OrderStatus.PARTIALLY_FILLED,
+}
+
+
+def _allowed(enum_class: type[enum.Enum], aliases: Mapping[str, Any] | None) -> str:
+    names = [m.value for m in enum_class]
+    text = ", ".join(names)
+    if aliases:
+        text += " (also " + ", ".join(f"{k.lower()}→{v.value}" for k, v in aliases.items()) + ")"
+    return text
+
+
+def enum_value(
+    field: str,
+    value: Any,
+    enum_class: type[E],
+    *,
+    aliases: Mapping[str, E] | None = None,
+    optional: bool = False,
+) -> E | None:
+    """An enum member from a member, its name/value in any case, or a listed alias."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, f"is required; allowed: {_allowed(enum_class, aliases)}")
+    if isinstance(value, enum_class):
+        return value
+    if isinstance(value, enum.Enum):
+        value = value.value if isinstance(value.value, str) else value.name
+    if isinstance(value, str):
+        key = value.strip().upper()
+        try:
+            return enum_class(key)
+        except ValueError:
+            pass
+        if key in enum_class.__members__:
+            return enum_class[key]
+        if aliases and key in aliases:
+            return aliases[key]
+    raise ValidationError(
+        field, f"{value!r} is not allowed; allowed: {_allowed(enum_class, aliases)}"
+    )
+
+
+def side(value: Any, field: str = "side") -> PositionSide:
+    return enum_value(field, value, PositionSide, aliases=SIDE_ALIASES)
+
+
+def order_status(value: Any, field: str = "status") -> OrderStatus:
+    return enum_value(field, value, OrderStatus, aliases=ORDER_STATUS_ALIASES)
+
+
+def trade_source(value: Any, field: str = "source") -> TradeSource:
+    return enum_value(field, value, TradeSource)
+
+
+def operation_type(value: Any, field: str = "operation_type") -> PartialOperationType:
+    return enum_value(field, value, PartialOperationType)
+
+
+def money(
+    field: str,
+    value: Any,
+    *,
+    optional: bool = False,
+    positive: bool = False,
+    non_negative: bool = False,
+) -> decimal.Decimal | None:
+    """An exact Decimal rounded half-even to 8 places, within numeric(18,8); finite only."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (a finite number)")
+    if isinstance(value, bool) or not isinstance(value, (numbers.Number, str, decimal.Decimal)):
+        if hasattr(value, "item") and callable(value.item):  # numpy scalar
+            return money(
+                field, value.item(), optional=optional, positive=positive, non_negative=non_negative
+            )
+        raise ValidationError(field, f"{value!r} is not a number")
+    try:
+        if isinstance(value, float):
+            number = decimal.Decimal(repr(value))
+        elif isinstance(value, numbers.Rational) and not isinstance(value, int):
+            number = decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)
+        else:
+            number = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+    except (decimal.InvalidOperation, ValueError, TypeError):
+        raise ValidationError(field, f"{value!r} is not a number") from None
+    if not number.is_finite():
+        raise ValidationError(field, f"{value!r} is not finite (NaN and infinity are refused)")
+    try:
+        number = number.quantize(_QUANTUM, rounding=decimal.ROUND_HALF_EVEN)
+    except decimal.InvalidOperation:
+        raise ValidationError(field, f"{value!r} is outside numeric(18,8)") from None
+    if abs(number) >= _MONEY_LIMIT:
+        raise ValidationError(
+            field, f"{value!r} is outside numeric(18,8) (absolute value below 10^10 required)"
+        )
+    if positive and number <= 0:
+        raise ValidationError(field, f"{value!r} must be greater than 0")
+    if non_negative and number < 0:
+        raise ValidationError(field, f"{value!r} must not be negative")
+    return number + 0  # normalise -0 to 0
+
+
+def integer(
+    field: str,
+    value: Any,
+    *,
+    optional: bool = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
+    """A whole number (int, integral float/Decimal, or digits) within the column's range."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (a whole number)")
+    if isinstance(value, bool):
+        raise ValidationError(field, f"{value!r} is not a whole number")
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (int, float)):
+        value = value.item()
+    try:
+        if isinstance(value, int):
+            number = value
+        elif isinstance(value, float):
+            if not math.isfinite(value) or value != int(value):
+                raise ValueError
+            number = int(value)
+        elif isinstance(value, (str, decimal.Decimal)):
+            d = decimal.Decimal(value.strip() if isinstance(value, str) else value)
+            if not d.is_finite() or d != d.to_integral_value():
+                raise ValueError
+            number = int(d)
+        else:
+            raise ValueError
+    except (ValueError, decimal.InvalidOperation, TypeError):
+        raise ValidationError(field, f"{value!r} is not a whole number") from None
+    low = -(2**31) if minimum is None else minimum
+    high = 2**31 - 1 if maximum is None else maximum
+    if not low <= number <= high:
+        raise ValidationError(field, f"{number} is outside the allowed range {low}..{high}")
+    return number
+
+
+def text(
+    field: str,
+    value: Any,
+    max_length: int | None = None,
+    *,
+    optional: bool = False,
+    allow_empty: bool = False,
+) -> str | None:
+    """A string no longer than its column, without NUL characters (PostgreSQL refuses them)."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (text)")
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if not isinstance(value, str):
+        raise ValidationError(field, f"{value!r} is not text")
+    if "\x00" in value:
+        raise ValidationError(field, "contains a NUL character")
+    if not allow_empty and not value.strip():
+        if optional:
+            return None
+        raise ValidationError(field, "must not be empty")
+    if max_length is not None and len(value) > max_length:
+        raise ValidationError(
+            field, f"is {len(value)} characters long; at most {max_length} allowed"
+        )
+    return value
+
+
+def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime | None:
+    """An aware UTC datetime: aware inputs converted, naive ones taken as UTC, ISO strings parsed."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (a datetime)")
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(field, f"{value!r} is not an ISO 8601 datetime") from None
+    if hasattr(value, "to_pydatetime"):  # pandas Timestamp
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        if not (dt.datetime(1900, 1, 1) <= value.replace(tzinfo=None) <= dt.datetime(9999, 1, 1)):
+            raise ValidationError(field, f"{value!r} is outside the supported range")
+        return as_utc(value)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    raise ValidationError(field, f"{value!r} is not a datetime")
+
+
+def flag(field: str, value: Any, *, optional: bool = False) -> bool | None:
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (true or false)")
+    if isinstance(value, bool):
+        return value
+    if hasattr(value, "item") and callable(value.item):
+        return flag(field, value.item(), optional=optional)
+    raise ValidationError(field, f"{value!r} is not true or false")
+
+
+def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
+    """A JSON-safe copy (Decimal → number, NaN/inf → null, datetimes → ISO); None stays SQL NULL."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, "is required (a JSON object or list)")
+    try:
+        return to_json_safe(value)
+    except RecursionError:
+        raise ValidationError(field, "is nested too deeply to store as JSON") from None
