@@ -157,8 +157,8 @@ def build_url(
 class DatabaseSettings:
     """Everything `connect()` needs. `source` says which rule chose the URL (shown by the CLI)."""
 
-    url: str | None  # None: the local embedded server (resolved by atb.db.local at connect time)
-    source: str
+    url: str | None = field(repr=False)  # None: the local embedded server, resolved at connect time
+    source: str = "argument"
     pool_size: int = 10
     pool_max_age: int = 1800
     pool_timeout: int = 10
@@ -171,6 +171,9 @@ class DatabaseSettings:
     keepalives_idle: int = 30
     allow_sqlite: bool = False
     production: bool = False
+
+    def __repr__(self) -> str:
+        return f"DatabaseSettings(url={self.redacted_url!r}, source={self.source!r})"
 
     @property
     def redacted_url(self) -> str:

@@ -1,0 +1,5 @@
+"""`python -m atb ...` runs the CLI, for environments where the console script is not on PATH."""
+
+from atb.cli import main
+
+main()

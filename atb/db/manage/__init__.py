@@ -1,0 +1,1 @@
+"""The bodies of DatabaseManager's methods, one module per domain (the manager is their thin face)."""
