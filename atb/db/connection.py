@@ -190,6 +190,36 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot reach {_describe_target()}: {reason}")
 
 
+# SQLSTATEs the server sends when it cannot serve us (class 08: connection exceptions; shutdown,
+# starting up, too many connections). Anything else with a SQLSTATE is an error in the request.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return redact_url(text.splitlines()[0] if text else type(exc).__name__)
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind a Peewee wrapper (Peewee passes it as the first arg)."""
+    if exc.args and isinstance(exc.args[0], BaseException):
+        return exc.args[0]
+    return exc.__context__ or exc
+
+
+def _is_connection_failure(exc: BaseException) -> bool:
+    """True when the error means the server is unreachable, not that the request was wrong."""
+    orig = _driver_error(exc)
+    pgcode = getattr(orig, "pgcode", None)
+    if pgcode:
+        return pgcode.startswith("08") or pgcode in _UNAVAILABLE_SQLSTATES
+    module = type(orig).__module__ or ""
+    if module.startswith("psycopg2"):
+        return True  # no SQLSTATE: the client lost or never had a connection
+    text = str(orig).lower()
+    return "unable to open database" in text or "disk i/o error" in text
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a Peewee/driver error onto atb's error types (the caller re-raises the result)."""
     if isinstance(exc, MaxConnectionsExceeded):
@@ -204,10 +234,9 @@ def translate(exc: BaseException) -> BaseException:
             return DuplicateError(message)
         return DatabaseError(f"integrity error: {message}")
     if isinstance(exc, (pw.OperationalError, pw.InterfaceError)):
-        text = str(exc).lower()
-        if "statement timeout" in text or "lock timeout" in text:
-            return DatabaseError(redact_url(str(exc).strip().splitlines()[0]))
-        return unavailable(exc)
+        if _is_connection_failure(exc):
+            return unavailable(exc)
+        return DatabaseError(_first_line(exc))
     if isinstance(exc, pw.PeeweeException):
         return DatabaseError(
             redact_url(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
