@@ -250,3 +250,25 @@ def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
         return to_json_safe(value)
     except RecursionError:
         raise ValidationError(field, "is nested too deeply to store as JSON") from None
+
+
+def choice(
+    field: str,
+    value: Any,
+    allowed: tuple[str, ...],
+    *,
+    optional: bool = False,
+) -> str | None:
+    """One of a soft vocabulary (severity, period, ...), matched case-insensitively, stored as listed."""
+    if value is None:
+        if optional:
+            return None
+        raise ValidationError(field, f"is required; allowed: {', '.join(allowed)}")
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, str):
+        key = value.strip().lower()
+        for option in allowed:
+            if option.lower() == key:
+                return option
+    raise ValidationError(field, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")

@@ -1,0 +1,228 @@
+"""Account state: balance/equity snapshots and the balance ledger the engine resumes from.
+
+A balance change and the event that explains it are written in one transaction, so the ledger
+and the event log never disagree. Balance reads return floats, as the earlier layer did.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import peewee as pw
+
+from .. import validate
+from ..enums import EventType
+from ..fields import utc_now
+from ..models import AccountBalance, AccountHistory, SystemEvent, TradingSession
+from .base import ManagerBase
+
+MANUAL_REASON_PREFIX = "Manual adjustment: "
+_UPDATE_REASON_LENGTH = 200
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class AccountsMixin(ManagerBase):
+    """log_account_snapshot, the balance ledger (update, manual adjustment, history) and recovery."""
+
+    def log_account_snapshot(
+        self,
+        balance: Any,
+        equity: Any,
+        total_pnl: Any,
+        open_positions: Any,
+        total_exposure: Any,
+        drawdown: Any,
+        daily_pnl: Any = 0,
+        margin_used: Any = 0,
+        session_id: int | None = None,
+        margin_available: Any = None,
+        timestamp: dt.datetime | None = None,
+    ) -> int:
+        """Append one account snapshot; `margin_available` defaults to balance − margin used."""
+        balance = validate.money("balance", balance, non_negative=True)
+        margin_used = validate.money("margin_used", margin_used, optional=True, non_negative=True)
+        margin_used = 0 if margin_used is None else margin_used
+        available = validate.money("margin_available", margin_available, optional=True)
+        row = {
+            AccountHistory.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
+            or utc_now(),
+            AccountHistory.balance: balance,
+            AccountHistory.equity: validate.money("equity", equity),
+            AccountHistory.total_pnl: validate.money("total_pnl", total_pnl),
+            AccountHistory.daily_pnl: validate.money("daily_pnl", daily_pnl, optional=True) or 0,
+            AccountHistory.open_positions: validate.integer(
+                "open_positions", open_positions, minimum=0
+            ),
+            AccountHistory.total_exposure: validate.money(
+                "total_exposure", total_exposure, non_negative=True
+            ),
+            AccountHistory.drawdown: validate.money("drawdown", drawdown, non_negative=True),
+            AccountHistory.margin_used: margin_used,
+            AccountHistory.margin_available: balance - margin_used
+            if available is None
+            else available,
+            AccountHistory.session: self._session(session_id),
+        }
+        return self._one(lambda: AccountHistory.insert(row).execute())
+
+    def get_current_balance(self, session_id: int | None = None) -> float:
+        """The session's newest ledger balance; 0.0 when there is no session or no ledger row."""
+        sid = self._session(session_id)
+        if sid is None:
+            return 0.0
+        query = (
+            AccountBalance.select(AccountBalance.total_balance)
+            .where(AccountBalance.session == sid)
+            .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
+            .limit(1)
+        )
+        value = self._one(query.scalar)
+        return 0.0 if value is None else float(value)
+
+    def update_balance(
+        self,
+        new_balance: Any,
+        update_reason: Any,
+        updated_by: Any = "system",
+        session_id: int | None = None,
+    ) -> bool:
+        """Append a ledger row; False (nothing written) without a session or for an unknown one."""
+        row = self._balance_row(new_balance, update_reason, updated_by, "update_reason")
+        sid = self._session(session_id)
+        if sid is None:
+            return False
+
+        def work() -> bool:
+            if not TradingSession.select().where(TradingSession.id == sid).exists():
+                return False
+            AccountBalance.insert({**row, AccountBalance.session: sid}).execute()
+            return True
+
+        return self._write(work)
+
+    def manual_balance_adjustment(
+        self,
+        new_balance: Any,
+        reason: Any,
+        updated_by: Any = "user",
+        session_id: int | None = None,
+    ) -> bool:
+        """Set the balance by hand: a ledger row and a BALANCE_ADJUSTMENT event, in one transaction.
+
+        The old balance in the event is the last known one (see `recover_last_balance`). Returns
+        False, writing nothing, without a session or for an unknown one.
+        """
+        reason = validate.text("reason", reason, _UPDATE_REASON_LENGTH - len(MANUAL_REASON_PREFIX))
+        row = self._balance_row(new_balance, MANUAL_REASON_PREFIX + reason, updated_by, "reason")
+        new = float(row[AccountBalance.total_balance])
+        who = row[AccountBalance.updated_by]
+        sid = self._session(session_id)
+        if sid is None:
+            return False
+
+        def work() -> bool:
+            old = self._last_balance_query(sid).scalar()
+            if old is None:
+                return False  # no such session
+            old = float(old)
+            now = row[AccountBalance.last_updated]
+            AccountBalance.insert({**row, AccountBalance.session: sid}).execute()
+            SystemEvent.insert(
+                {
+                    SystemEvent.timestamp: now,
+                    SystemEvent.event_type: EventType.BALANCE_ADJUSTMENT,
+                    SystemEvent.severity: "info",
+                    SystemEvent.message: f"Balance manually adjusted from {old:.2f} to {new:.2f}",
+                    SystemEvent.details: {
+                        "old_balance": old,
+                        "new_balance": new,
+                        "reason": reason,
+                        "adjusted_by": who,
+                    },
+                    SystemEvent.component: "accounts",
+                    SystemEvent.session: sid,
+                }
+            ).execute()
+            return True
+
+        return self._write(work)
+
+    def get_balance_history(
+        self, session_id: int | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """The session's ledger rows, newest first (empty without a session)."""
+        limit = validate.integer("limit", limit, minimum=1)
+        sid = self._session(session_id)
+        if sid is None:
+            return []
+        query = (
+            AccountBalance.select()
+            .where(AccountBalance.session == sid)
+            .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
+            .limit(limit)
+        )
+        return self._one(
+            lambda: [
+                {
+                    "id": b.id,
+                    "balance": float(b.total_balance),
+                    "available": float(b.available_balance),
+                    "reserved": _float(b.reserved_balance) or 0.0,
+                    "timestamp": b.last_updated,
+                    "updated_by": b.updated_by,
+                    "reason": b.update_reason,
+                    "base_currency": b.base_currency,
+                }
+                for b in query
+            ]
+        )
+
+    def recover_last_balance(self, session_id: int | None = None) -> float | None:
+        """The newest known balance: ledger, else snapshots, else the session's initial balance.
+
+        None without a session or for an unknown one. One query; it never writes.
+        """
+        sid = self._session(session_id)
+        if sid is None:
+            return None
+        return _float(self._one(self._last_balance_query(sid).scalar))
+
+    @staticmethod
+    def _last_balance_query(sid: int) -> pw.Query:
+        ledger = (
+            AccountBalance.select(AccountBalance.total_balance)
+            .where(AccountBalance.session == sid)
+            .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
+            .limit(1)
+        )
+        snapshot = (
+            AccountHistory.select(AccountHistory.balance)
+            .where(AccountHistory.session == sid)
+            .order_by(AccountHistory.timestamp.desc(), AccountHistory.id.desc())
+            .limit(1)
+        )
+        return TradingSession.select(
+            pw.fn.COALESCE(ledger, snapshot, TradingSession.initial_balance)
+        ).where(TradingSession.id == sid)
+
+    @staticmethod
+    def _balance_row(
+        new_balance: Any, reason: Any, updated_by: Any, reason_field: str
+    ) -> dict[pw.Field, Any]:
+        balance = validate.money("new_balance", new_balance, non_negative=True)
+        return {
+            AccountBalance.base_currency: "USD",
+            AccountBalance.total_balance: balance,
+            AccountBalance.available_balance: balance,
+            AccountBalance.reserved_balance: 0,
+            AccountBalance.asset_balances: {},
+            AccountBalance.last_updated: utc_now(),
+            AccountBalance.updated_by: validate.text("updated_by", updated_by, 50),
+            AccountBalance.update_reason: validate.text(
+                reason_field, reason, _UPDATE_REASON_LENGTH
+            ),
+        }

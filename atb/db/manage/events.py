@@ -1,0 +1,273 @@
+"""System events and strategy decisions: the engine's audit trail.
+
+Each log call is one INSERT (one round trip, no BEGIN/COMMIT); the bulk path for backtests
+validates every row first and then writes them in batches inside one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .. import validate
+from ..enums import EventType
+from ..errors import ValidationError
+from ..fields import utc_now
+from ..models import StrategyExecution, SystemEvent
+from .base import ManagerBase
+
+SEVERITIES = ("info", "warning", "error", "critical")
+BULK_BATCH_SIZE = 1000
+
+_EXECUTION_PARAMS = (
+    "strategy_name",
+    "symbol",
+    "signal_type",
+    "action_taken",
+    "price",
+    "timeframe",
+    "signal_strength",
+    "confidence_score",
+    "indicators",
+    "sentiment_data",
+    "ml_predictions",
+    "position_size",
+    "reasons",
+    "volume",
+    "volatility",
+    "session_id",
+    "trade_id",
+    "timestamp",
+)
+_EXECUTION_REQUIRED = ("strategy_name", "symbol", "signal_type", "action_taken", "price")
+
+
+class EventsMixin(ManagerBase):
+    """log_event / get_recent_events, and strategy executions one at a time or in bulk."""
+
+    def log_event(
+        self,
+        event_type: EventType | str,
+        message: str,
+        severity: str = "info",
+        details: Any = None,
+        component: str | None = None,
+        error_code: str | None = None,
+        stack_trace: str | None = None,
+        alert_sent: bool = False,
+        alert_method: str | None = None,
+        session_id: int | None = None,
+        timestamp: dt.datetime | None = None,
+    ) -> int:
+        """Record a system event; `details` is stored as sanitised JSON. Returns the event id."""
+        row = {
+            SystemEvent.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
+            or utc_now(),
+            SystemEvent.event_type: validate.enum_value("event_type", event_type, EventType),
+            SystemEvent.severity: validate.choice("severity", severity, SEVERITIES),
+            SystemEvent.message: validate.text("message", message),
+            SystemEvent.details: validate.json_payload("details", details),
+            SystemEvent.component: validate.text("component", component, 100, optional=True),
+            SystemEvent.error_code: validate.text("error_code", error_code, 50, optional=True),
+            SystemEvent.stack_trace: validate.text(
+                "stack_trace", stack_trace, optional=True, allow_empty=True
+            ),
+            SystemEvent.alert_sent: validate.flag("alert_sent", alert_sent, optional=True) or False,
+            SystemEvent.alert_method: validate.text(
+                "alert_method", alert_method, 50, optional=True
+            ),
+            SystemEvent.session: self._session(session_id),
+        }
+        return self._one(lambda: SystemEvent.insert(row).execute())
+
+    def get_recent_events(
+        self,
+        limit: int = 100,
+        severity: str | None = None,
+        event_type: EventType | str | None = None,
+        session_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events newest first; filtered by severity/type, and by the session (explicit or current)."""
+        limit = validate.integer("limit", limit, minimum=1)
+        query = SystemEvent.select()
+        if severity is not None:
+            query = query.where(
+                SystemEvent.severity == validate.choice("severity", severity, SEVERITIES)
+            )
+        if event_type is not None:
+            query = query.where(
+                SystemEvent.event_type == validate.enum_value("event_type", event_type, EventType)
+            )
+        sid = self._session(session_id)
+        if sid is not None:
+            query = query.where(SystemEvent.session == sid)
+        query = query.order_by(SystemEvent.timestamp.desc(), SystemEvent.id.desc()).limit(limit)
+        return self._one(lambda: [_event_dict(event) for event in query])
+
+    def log_strategy_execution(
+        self,
+        strategy_name: str,
+        symbol: str,
+        signal_type: str,
+        action_taken: str,
+        price: Any,
+        timeframe: str | None = None,
+        signal_strength: Any = None,
+        confidence_score: Any = None,
+        indicators: Any = None,
+        sentiment_data: Any = None,
+        ml_predictions: Any = None,
+        position_size: Any = None,
+        reasons: Any = None,
+        volume: Any = None,
+        volatility: Any = None,
+        session_id: int | None = None,
+        trade_id: int | None = None,
+        *,
+        timestamp: dt.datetime | None = None,
+    ) -> int:
+        """Record one strategy decision with its inputs (JSON sanitised). Returns the row id."""
+        row = self._execution_row(
+            strategy_name=strategy_name,
+            symbol=symbol,
+            signal_type=signal_type,
+            action_taken=action_taken,
+            price=price,
+            timeframe=timeframe,
+            signal_strength=signal_strength,
+            confidence_score=confidence_score,
+            indicators=indicators,
+            sentiment_data=sentiment_data,
+            ml_predictions=ml_predictions,
+            position_size=position_size,
+            reasons=reasons,
+            volume=volume,
+            volatility=volatility,
+            session_id=session_id,
+            trade_id=trade_id,
+            timestamp=timestamp,
+        )
+        return self._one(lambda: StrategyExecution.insert(row).execute())
+
+    def log_strategy_executions(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Bulk version for backtests: every row is validated first, then all are written in
+        batches of 1,000 in one transaction (all or nothing). Row keys are the single method's
+        parameter names. Returns the new ids in input order.
+        """
+        clean = []
+        for index, raw in enumerate(rows):
+            if not isinstance(raw, Mapping):
+                raise ValidationError(f"rows[{index}]", f"{raw!r} is not a mapping")
+            unknown = sorted(set(raw) - set(_EXECUTION_PARAMS))
+            if unknown:
+                raise ValidationError(
+                    f"rows[{index}]",
+                    f"unknown keys {', '.join(map(str, unknown))}; allowed: "
+                    + ", ".join(_EXECUTION_PARAMS),
+                )
+            missing = [key for key in _EXECUTION_REQUIRED if key not in raw]
+            if missing:
+                raise ValidationError(f"rows[{index}]", f"missing {', '.join(missing)}")
+            try:
+                clean.append(self._execution_row(**raw))
+            except ValidationError as exc:
+                raise ValidationError(f"rows[{index}].{exc.field}", str(exc)) from None
+        if not clean:
+            return []
+        dict_rows = [{field.name: value for field, value in row.items()} for row in clean]
+
+        def work() -> list[int]:
+            ids: list[int] = []
+            for start in range(0, len(dict_rows), BULK_BATCH_SIZE):
+                batch = dict_rows[start : start + BULK_BATCH_SIZE]
+                cursor = (
+                    StrategyExecution.insert_many(batch)
+                    .returning(StrategyExecution.id)
+                    .tuples()
+                    .execute()
+                )
+                ids.extend(row[0] for row in cursor)
+            return ids
+
+        return self._write(work)
+
+    def _execution_row(
+        self,
+        strategy_name: Any,
+        symbol: Any,
+        signal_type: Any,
+        action_taken: Any,
+        price: Any,
+        timeframe: Any = None,
+        signal_strength: Any = None,
+        confidence_score: Any = None,
+        indicators: Any = None,
+        sentiment_data: Any = None,
+        ml_predictions: Any = None,
+        position_size: Any = None,
+        reasons: Any = None,
+        volume: Any = None,
+        volatility: Any = None,
+        session_id: Any = None,
+        trade_id: Any = None,
+        timestamp: Any = None,
+    ) -> dict[Any, Any]:
+        return {
+            StrategyExecution.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
+            or utc_now(),
+            StrategyExecution.strategy_name: validate.text("strategy_name", strategy_name, 100),
+            StrategyExecution.symbol: validate.text("symbol", symbol, 20),
+            StrategyExecution.timeframe: validate.text("timeframe", timeframe, 10, optional=True),
+            StrategyExecution.signal_type: validate.text(
+                "signal_type", signal_type, 20, optional=True
+            ),
+            StrategyExecution.signal_strength: validate.money(
+                "signal_strength", signal_strength, optional=True
+            ),
+            StrategyExecution.confidence_score: validate.money(
+                "confidence_score", confidence_score, optional=True
+            ),
+            StrategyExecution.indicators: validate.json_payload("indicators", indicators),
+            StrategyExecution.sentiment_data: validate.json_payload(
+                "sentiment_data", sentiment_data
+            ),
+            StrategyExecution.ml_predictions: validate.json_payload(
+                "ml_predictions", ml_predictions
+            ),
+            StrategyExecution.action_taken: validate.text(
+                "action_taken", action_taken, 50, optional=True
+            ),
+            StrategyExecution.position_size: validate.money(
+                "position_size", position_size, optional=True, non_negative=True
+            ),
+            StrategyExecution.reasons: validate.json_payload("reasons", reasons),
+            StrategyExecution.price: validate.money("price", price, optional=True, positive=True),
+            StrategyExecution.volume: validate.money(
+                "volume", volume, optional=True, non_negative=True
+            ),
+            StrategyExecution.volatility: validate.money(
+                "volatility", volatility, optional=True, non_negative=True
+            ),
+            StrategyExecution.session: self._session(session_id),
+            StrategyExecution.trade: validate.integer(
+                "trade_id", trade_id, optional=True, minimum=1
+            ),
+        }
+
+
+def _event_dict(event: SystemEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "timestamp": event.timestamp,
+        "event_type": event.event_type.value,
+        "severity": event.severity,
+        "message": event.message,
+        "details": event.details if event.details is not None else {},
+        "component": event.component,
+        "error_code": event.error_code,
+        "stack_trace": event.stack_trace,
+        "alert_sent": bool(event.alert_sent),
+        "alert_method": event.alert_method,
+        "session_id": event.session_id,
+    }

@@ -1,0 +1,310 @@
+"""Performance figures computed in SQL, and the adaptive risk manager's own logs.
+
+`get_performance_metrics` never loads trades into Python: one aggregate query over `trades`
+(served by the (session_id, exit_time) index when a session is given) and one window-function
+query over `account_history` for the drawdown. Definitions:
+
+- win_rate: winning / total trades × 100 (a trade wins when pnl > 0, loses when pnl < 0).
+- avg_win / avg_loss: mean pnl of winning / losing trades (avg_loss ≤ 0).
+- profit_factor: gross profit / gross loss, capped at 999999.99; the cap when there are wins but
+  no losses, 0 without wins (the earlier layer's convention, kept so dashboards agree).
+- sharpe_ratio: mean(pnl_percent) / population stddev(pnl_percent) per trade, not annualised;
+  0 with fewer than two trades or no dispersion. The variance is AVG(x²) − AVG(x)² in SQL
+  (SQLite has no STDDEV); the square root is taken in Python.
+- max_drawdown: percent, max over the snapshots of (running peak balance − balance) / peak,
+  the peak running from the first snapshot in the window.
+- avg_trade_duration_hours: mean of exit_time − entry_time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+import peewee as pw
+
+from .. import connection, validate
+from ..errors import ValidationError
+from ..fields import utc_now
+from ..models import AccountHistory, DynamicPerformanceMetrics, RiskAdjustment, Trade
+from .base import ManagerBase
+
+PERIODS = ("all-time", "daily", "weekly", "monthly")
+_PERIOD_LENGTH = {
+    "daily": dt.timedelta(days=1),
+    "weekly": dt.timedelta(days=7),
+    "monthly": dt.timedelta(days=30),
+}
+PROFIT_FACTOR_CAP = 999999.99
+
+METRIC_KEYS = (
+    "total_trades",
+    "winning_trades",
+    "losing_trades",
+    "win_rate",
+    "total_pnl",
+    "avg_win",
+    "avg_loss",
+    "profit_factor",
+    "best_trade",
+    "worst_trade",
+    "sharpe_ratio",
+    "max_drawdown",
+    "avg_trade_duration_hours",
+)
+
+
+def _hours_between(start: pw.Field, end: pw.Field) -> pw.Node:
+    """end − start in hours. The one backend-specific expression here (no shared SQL helper yet)."""
+    if connection.is_postgres():
+        return pw.fn.EXTRACT(pw.NodeList((pw.SQL("EPOCH FROM"), end - start))) / 3600
+    return (pw.fn.julianday(end) - pw.fn.julianday(start)) * 24
+
+
+def _number(value: Any) -> float:
+    return 0.0 if value is None else float(value)
+
+
+class MetricsMixin(ManagerBase):
+    """get_performance_metrics, log_dynamic_performance_metrics, log_risk_adjustment."""
+
+    def get_performance_metrics(
+        self,
+        period: str = "all-time",
+        start_date: dt.datetime | None = None,
+        end_date: dt.datetime | None = None,
+        session_id: int | None = None,
+    ) -> dict[str, Any]:
+        """Trade statistics over a period (see the module docstring); always the same keys.
+
+        `period` restricts to the last day/week/month (30 days) unless `start_date`/`end_date`
+        are given. The session is the explicit one, else the current one, else all trades.
+        """
+        period = validate.choice("period", period, PERIODS)
+        start = validate.timestamp("start_date", start_date, optional=True)
+        end = validate.timestamp("end_date", end_date, optional=True)
+        if start is not None and end is not None and start > end:
+            raise ValidationError("start_date", f"{start.isoformat()} is after end_date")
+        if start is None and end is None and period in _PERIOD_LENGTH:
+            start = utc_now() - _PERIOD_LENGTH[period]
+        sid = self._session(session_id)
+        trades = self._trade_aggregate_query(start, end, sid)
+        drawdown = self._max_drawdown_query(start, end, sid)
+
+        def work() -> tuple[dict[str, Any], Any]:
+            return trades.dicts().get(), drawdown.scalar()
+
+        row, max_drawdown = self._one(work)
+        return _metrics_from_aggregates(row, max_drawdown)
+
+    @staticmethod
+    def _trade_aggregate_query(
+        start: dt.datetime | None, end: dt.datetime | None, sid: int | None
+    ) -> pw.Select:
+        """The one aggregate query over trades behind get_performance_metrics."""
+        pnl, pct = Trade.pnl, Trade.pnl_percent
+        won = pw.Case(None, [(pnl > 0, 1)], 0)
+        lost = pw.Case(None, [(pnl < 0, 1)], 0)
+        query = Trade.select(
+            pw.fn.COUNT(Trade.id).alias("total_trades"),
+            pw.fn.SUM(won).alias("winning_trades"),
+            pw.fn.SUM(lost).alias("losing_trades"),
+            pw.fn.SUM(pnl).alias("total_pnl"),
+            pw.fn.SUM(pw.Case(None, [(pnl > 0, pnl)], 0)).alias("gross_profit"),
+            pw.fn.SUM(pw.Case(None, [(pnl < 0, pnl)], 0)).alias("gross_loss"),
+            pw.fn.AVG(pw.Case(None, [(pnl > 0, pnl)])).alias("avg_win"),
+            pw.fn.AVG(pw.Case(None, [(pnl < 0, pnl)])).alias("avg_loss"),
+            pw.fn.MAX(pnl).alias("best_trade"),
+            pw.fn.MIN(pnl).alias("worst_trade"),
+            pw.fn.AVG(pct).alias("mean_pct"),
+            pw.fn.AVG(pct * pct).alias("mean_pct_squared"),
+            pw.fn.AVG(_hours_between(Trade.entry_time, Trade.exit_time)).alias("avg_hours"),
+        )
+        if sid is not None:
+            query = query.where(Trade.session == sid)
+        if start is not None:
+            query = query.where(Trade.exit_time >= start)
+        if end is not None:
+            query = query.where(Trade.exit_time <= end)
+        return query
+
+    @staticmethod
+    def _max_drawdown_query(
+        start: dt.datetime | None, end: dt.datetime | None, sid: int | None
+    ) -> pw.Select:
+        """MAX((running peak − balance) / running peak) × 100 over the window's snapshots."""
+        peak = pw.fn.MAX(AccountHistory.balance).over(
+            order_by=[AccountHistory.timestamp, AccountHistory.id]
+        )
+        inner = AccountHistory.select(AccountHistory.balance, peak.alias("peak"))
+        if sid is not None:
+            inner = inner.where(AccountHistory.session == sid)
+        if start is not None:
+            inner = inner.where(AccountHistory.timestamp >= start)
+        if end is not None:
+            inner = inner.where(AccountHistory.timestamp <= end)
+        running = inner.alias("running")
+        return (
+            pw.Select(
+                from_list=[running],
+                columns=[pw.fn.MAX((running.c.peak - running.c.balance) * 100 / running.c.peak)],
+            )
+            .where(running.c.peak > 0)
+            .bind(AccountHistory._meta.database)
+        )
+
+    def log_dynamic_performance_metrics(
+        self,
+        session_id: int | None = None,
+        rolling_win_rate: Any = None,
+        rolling_sharpe_ratio: Any = None,
+        current_drawdown: Any = None,
+        volatility_30d: Any = None,
+        consecutive_losses: Any = 0,
+        consecutive_wins: Any = 0,
+        risk_adjustment_factor: Any = 1.0,
+        profit_factor: Any = None,
+        expectancy: Any = None,
+        avg_trade_duration_hours: Any = None,
+        *,
+        timestamp: dt.datetime | None = None,
+    ) -> int:
+        """Record a rolling-performance snapshot of a session (explicit or current; required)."""
+        row = {
+            DynamicPerformanceMetrics.timestamp: validate.timestamp(
+                "timestamp", timestamp, optional=True
+            )
+            or utc_now(),
+            DynamicPerformanceMetrics.session: self._required_session(session_id),
+            DynamicPerformanceMetrics.rolling_win_rate: validate.money(
+                "rolling_win_rate", rolling_win_rate, optional=True, non_negative=True
+            ),
+            DynamicPerformanceMetrics.rolling_sharpe_ratio: validate.money(
+                "rolling_sharpe_ratio", rolling_sharpe_ratio, optional=True
+            ),
+            DynamicPerformanceMetrics.current_drawdown: validate.money(
+                "current_drawdown", current_drawdown, optional=True, non_negative=True
+            ),
+            DynamicPerformanceMetrics.volatility_30d: validate.money(
+                "volatility_30d", volatility_30d, optional=True, non_negative=True
+            ),
+            DynamicPerformanceMetrics.consecutive_losses: validate.integer(
+                "consecutive_losses", consecutive_losses, minimum=0
+            ),
+            DynamicPerformanceMetrics.consecutive_wins: validate.integer(
+                "consecutive_wins", consecutive_wins, minimum=0
+            ),
+            DynamicPerformanceMetrics.risk_adjustment_factor: validate.money(
+                "risk_adjustment_factor", risk_adjustment_factor, non_negative=True
+            ),
+            DynamicPerformanceMetrics.profit_factor: validate.money(
+                "profit_factor", profit_factor, optional=True, non_negative=True
+            ),
+            DynamicPerformanceMetrics.expectancy: validate.money(
+                "expectancy", expectancy, optional=True
+            ),
+            DynamicPerformanceMetrics.avg_trade_duration_hours: validate.money(
+                "avg_trade_duration_hours",
+                avg_trade_duration_hours,
+                optional=True,
+                non_negative=True,
+            ),
+        }
+        return self._one(lambda: DynamicPerformanceMetrics.insert(row).execute())
+
+    def log_risk_adjustment(
+        self,
+        session_id: int | None,
+        adjustment_type: str,
+        trigger_reason: str | None,
+        parameter_name: str,
+        original_value: Any,
+        adjusted_value: Any,
+        adjustment_factor: Any,
+        current_drawdown: Any = None,
+        performance_score: Any = None,
+        volatility_level: Any = None,
+        duration_minutes: Any = None,
+        trades_during_adjustment: Any = 0,
+        pnl_during_adjustment: Any = None,
+        *,
+        timestamp: dt.datetime | None = None,
+    ) -> int:
+        """Record one risk-parameter adjustment of a session (explicit or current; required)."""
+        row = {
+            RiskAdjustment.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
+            or utc_now(),
+            RiskAdjustment.session: self._required_session(session_id),
+            RiskAdjustment.adjustment_type: validate.text("adjustment_type", adjustment_type, 50),
+            RiskAdjustment.trigger_reason: validate.text(
+                "trigger_reason", trigger_reason, 200, optional=True
+            ),
+            RiskAdjustment.parameter_name: validate.text("parameter_name", parameter_name, 100),
+            RiskAdjustment.original_value: validate.money("original_value", original_value),
+            RiskAdjustment.adjusted_value: validate.money("adjusted_value", adjusted_value),
+            RiskAdjustment.adjustment_factor: validate.money(
+                "adjustment_factor", adjustment_factor, non_negative=True
+            ),
+            RiskAdjustment.current_drawdown: validate.money(
+                "current_drawdown", current_drawdown, optional=True, non_negative=True
+            ),
+            RiskAdjustment.performance_score: validate.money(
+                "performance_score", performance_score, optional=True
+            ),
+            RiskAdjustment.volatility_level: validate.money(
+                "volatility_level", volatility_level, optional=True, non_negative=True
+            ),
+            RiskAdjustment.duration_minutes: validate.integer(
+                "duration_minutes", duration_minutes, optional=True, minimum=0
+            ),
+            RiskAdjustment.trades_during_adjustment: validate.integer(
+                "trades_during_adjustment", trades_during_adjustment, minimum=0
+            ),
+            RiskAdjustment.pnl_during_adjustment: validate.money(
+                "pnl_during_adjustment", pnl_during_adjustment, optional=True
+            ),
+        }
+        return self._one(lambda: RiskAdjustment.insert(row).execute())
+
+    def _required_session(self, session_id: int | None) -> int:
+        sid = self._session(session_id)
+        if sid is None:
+            raise ValidationError(
+                "session_id", "is required: pass one or create a trading session first"
+            )
+        return sid
+
+
+def _metrics_from_aggregates(row: dict[str, Any], max_drawdown: Any) -> dict[str, Any]:
+    total = int(row["total_trades"] or 0)
+    winning = int(row["winning_trades"] or 0)
+    gross_profit = _number(row["gross_profit"])
+    gross_loss = -_number(row["gross_loss"])  # summed as negative pnl
+    if gross_loss > 0:
+        profit_factor = min(gross_profit / gross_loss, PROFIT_FACTOR_CAP)
+    else:
+        profit_factor = PROFIT_FACTOR_CAP if gross_profit > 0 else 0.0
+    sharpe = 0.0
+    if total > 1:
+        mean = _number(row["mean_pct"])
+        variance = _number(row["mean_pct_squared"]) - mean * mean
+        # Float rounding can leave a tiny negative or non-zero variance for identical values.
+        if variance > 1e-12 * max(1.0, mean * mean):
+            sharpe = mean / math.sqrt(variance)
+    metrics = {
+        "total_trades": total,
+        "winning_trades": winning,
+        "losing_trades": int(row["losing_trades"] or 0),
+        "win_rate": winning / total * 100 if total else 0.0,
+        "total_pnl": _number(row["total_pnl"]),
+        "avg_win": _number(row["avg_win"]),
+        "avg_loss": _number(row["avg_loss"]),
+        "profit_factor": float(profit_factor),
+        "best_trade": _number(row["best_trade"]),
+        "worst_trade": _number(row["worst_trade"]),
+        "sharpe_ratio": sharpe,
+        "max_drawdown": _number(max_drawdown),
+        "avg_trade_duration_hours": _number(row["avg_hours"]),
+    }
+    return metrics

@@ -1,0 +1,77 @@
+"""The optimizer's history: one row per cycle (baseline, candidate, validation, decision)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import validate
+from ..models import OptimizationCycle
+from .base import ManagerBase
+
+_JSON_COLUMNS = ("baseline_metrics", "candidate_params", "candidate_metrics", "validator_report")
+
+
+class OptimizationMixin(ManagerBase):
+    """record_optimization_cycle and fetch_optimization_cycles."""
+
+    def record_optimization_cycle(
+        self,
+        strategy_name: str,
+        symbol: str,
+        timeframe: str,
+        baseline_metrics: Any,
+        candidate_params: Any,
+        candidate_metrics: Any,
+        validator_report: Any,
+        decision: str | None,
+        session_id: int | None = None,
+    ) -> int:
+        """Insert one optimizer cycle (JSON payloads sanitised; unset stays SQL NULL). Returns its id.
+
+        `decision` is free text up to 20 characters ('propose', 'reject', 'apply' by convention).
+        """
+        row = {
+            OptimizationCycle.strategy_name: validate.text("strategy_name", strategy_name, 100),
+            OptimizationCycle.symbol: validate.text("symbol", symbol, 20),
+            OptimizationCycle.timeframe: validate.text("timeframe", timeframe, 10),
+            OptimizationCycle.decision: validate.text("decision", decision, 20, optional=True),
+            OptimizationCycle.session: self._session(session_id),
+        }
+        payloads = dict(
+            zip(
+                _JSON_COLUMNS,
+                (baseline_metrics, candidate_params, candidate_metrics, validator_report),
+                strict=True,
+            )
+        )
+        for name, value in payloads.items():
+            row[getattr(OptimizationCycle, name)] = validate.json_payload(name, value)
+        return self._one(lambda: OptimizationCycle.insert(row).execute())
+
+    def fetch_optimization_cycles(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Cycles newest first as plain dicts; an unset JSON value reads as `{}`."""
+        limit = validate.integer("limit", limit, minimum=1)
+        offset = validate.integer("offset", offset, minimum=0)
+        query = (
+            OptimizationCycle.select()
+            .order_by(OptimizationCycle.timestamp.desc(), OptimizationCycle.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return self._one(lambda: [_cycle_dict(cycle) for cycle in query])
+
+
+def _cycle_dict(cycle: OptimizationCycle) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": cycle.id,
+        "timestamp": cycle.timestamp.isoformat() if cycle.timestamp else None,
+        "strategy_name": cycle.strategy_name,
+        "symbol": cycle.symbol,
+        "timeframe": cycle.timeframe,
+    }
+    for name in _JSON_COLUMNS:
+        value = getattr(cycle, name)
+        row[name] = {} if value is None else value
+    row["decision"] = cycle.decision
+    row["session_id"] = cycle.session_id
+    return row

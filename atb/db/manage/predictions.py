@@ -1,0 +1,241 @@
+"""The ML prediction cache: upsert by key, never serve an expired entry, keep the table bounded.
+
+Size limit: `prediction_cache_max_entries` (default from ATB_PREDICTION_CACHE_MAX_ENTRIES, else
+10,000; 0/"none" turns it off). Trimming is one DELETE of everything beyond the limit, least
+recently used first. Running it after every insert would add a sort of the whole table to each
+write, so a manager trims on its first insert and then every `limit // 100` inserts (at least every
+insert, at most every 100): the table overshoots the limit by at most ~1% per writing process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import peewee as pw
+
+from .. import validate
+from ..errors import ConfigurationError, ValidationError
+from ..fields import utc_now
+from ..models import PredictionCache
+from .base import ManagerBase
+
+MAX_ENTRIES_ENV = "ATB_PREDICTION_CACHE_MAX_ENTRIES"
+DEFAULT_MAX_ENTRIES = 10_000
+_UNSET = object()
+
+
+def max_entries_from_env(environ: dict[str, str] | None = None) -> int | None:
+    """The configured cache size limit; None means unlimited."""
+    raw = (os.environ if environ is None else environ).get(MAX_ENTRIES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_ENTRIES
+    if raw.lower() in ("0", "none", "off", "unlimited"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 1:
+        raise ConfigurationError(
+            f"{MAX_ENTRIES_ENV}={raw!r} is not a positive whole number (or 0/none for no limit)"
+        )
+    return value
+
+
+class PredictionCacheMixin(ManagerBase):
+    """cache_prediction, get_cached_prediction, invalidation, purging and statistics."""
+
+    _prediction_cache_max_entries: Any = _UNSET
+    _prediction_inserts_since_trim: int | None = None
+
+    @property
+    def prediction_cache_max_entries(self) -> int | None:
+        """The cache size limit (None: unlimited); read from the environment on first use."""
+        if self._prediction_cache_max_entries is _UNSET:
+            self._prediction_cache_max_entries = max_entries_from_env()
+        return self._prediction_cache_max_entries
+
+    @prediction_cache_max_entries.setter
+    def prediction_cache_max_entries(self, value: int | None) -> None:
+        self._prediction_cache_max_entries = validate.integer(
+            "prediction_cache_max_entries", value, optional=True, minimum=1
+        )
+        self._prediction_inserts_since_trim = None  # trim on the next insert
+
+    def cache_prediction(
+        self,
+        cache_key: str,
+        model_name: str,
+        features_hash: str,
+        config_hash: str,
+        predicted_price: Any,
+        confidence: Any,
+        direction: Any,
+        ttl_seconds: Any = 60,
+    ) -> int:
+        """Store (or replace) a prediction under `cache_key` for `ttl_seconds`. Returns the row id.
+
+        One INSERT ... ON CONFLICT (cache_key) DO UPDATE; a replaced entry keeps its hit count.
+        """
+        ttl = validate.integer("ttl_seconds", ttl_seconds, minimum=1)
+        now = utc_now()
+        row = {
+            PredictionCache.cache_key: validate.text("cache_key", cache_key, 255),
+            PredictionCache.model_name: validate.text("model_name", model_name, 100),
+            PredictionCache.features_hash: validate.text("features_hash", features_hash, 64),
+            PredictionCache.config_hash: validate.text("config_hash", config_hash, 64),
+            PredictionCache.predicted_price: validate.money(
+                "predicted_price", predicted_price, non_negative=True
+            ),
+            PredictionCache.confidence: validate.money("confidence", confidence, non_negative=True),
+            PredictionCache.direction: _direction(direction),
+            PredictionCache.created_at: now,
+            PredictionCache.expires_at: now + dt.timedelta(seconds=ttl),
+            PredictionCache.last_accessed: now,
+            PredictionCache.access_count: 0,
+        }
+        replaced = [
+            PredictionCache.model_name,
+            PredictionCache.features_hash,
+            PredictionCache.config_hash,
+            PredictionCache.predicted_price,
+            PredictionCache.confidence,
+            PredictionCache.direction,
+            PredictionCache.created_at,
+            PredictionCache.expires_at,
+            PredictionCache.last_accessed,
+        ]
+        upsert = (
+            PredictionCache.insert(row)
+            .on_conflict(conflict_target=[PredictionCache.cache_key], preserve=replaced)
+            .returning(PredictionCache.id)
+            .tuples()
+        )
+        entry_id = self._one(lambda: upsert.execute()[0][0])
+        if self._trim_due():
+            self.trim_prediction_cache()
+        return entry_id
+
+    def get_cached_prediction(self, cache_key: str) -> dict[str, Any] | None:
+        """The unexpired entry for `cache_key` (its hit count bumped), or None.
+
+        One UPDATE ... WHERE expires_at > now RETURNING: an expired entry is never returned.
+        """
+        key = validate.text("cache_key", cache_key, 255)
+        now = utc_now()
+        hit = (
+            PredictionCache.update(
+                {
+                    PredictionCache.access_count: pw.fn.COALESCE(PredictionCache.access_count, 0)
+                    + 1,
+                    PredictionCache.last_accessed: now,
+                }
+            )
+            .where((PredictionCache.cache_key == key) & (PredictionCache.expires_at > now))
+            .returning(PredictionCache)
+        )
+        rows = self._one(lambda: list(hit.execute()))
+        return _entry_dict(rows[0]) if rows else None
+
+    def invalidate_predictions(self, model_name: str, config_hash: str | None = None) -> int:
+        """Delete a model's entries (only those of one config when given); returns rows deleted."""
+        condition = PredictionCache.model_name == validate.text("model_name", model_name, 100)
+        if config_hash is not None:
+            condition &= PredictionCache.config_hash == validate.text(
+                "config_hash", config_hash, 64
+            )
+        return self._one(PredictionCache.delete().where(condition).execute)
+
+    def purge_expired_predictions(self) -> int:
+        """Delete every expired entry; returns rows deleted."""
+        expired = PredictionCache.delete().where(PredictionCache.expires_at <= utc_now())
+        return self._one(expired.execute)
+
+    def trim_prediction_cache(self, max_entries: int | None = None) -> int:
+        """Delete the least recently used entries beyond the limit, in one statement."""
+        limit = (
+            self.prediction_cache_max_entries
+            if max_entries is None
+            else validate.integer("max_entries", max_entries, minimum=1)
+        )
+        self._prediction_inserts_since_trim = 0
+        if limit is None:
+            return 0
+        # Served by the last_accessed index; peewee writes SQLite's required LIMIT -1 itself.
+        beyond = (
+            PredictionCache.select(PredictionCache.id)
+            .order_by(PredictionCache.last_accessed.desc(), PredictionCache.id.desc())
+            .offset(limit)
+        )
+        return self._one(PredictionCache.delete().where(PredictionCache.id.in_(beyond)).execute)
+
+    def prediction_cache_stats(self) -> dict[str, Any]:
+        """Entry counts (total, active, expired), hits, per model, and the size limit; one query."""
+        now = utc_now()
+        expired = pw.Case(None, [(PredictionCache.expires_at <= now, 1)], 0)
+        query = (
+            PredictionCache.select(
+                PredictionCache.model_name,
+                pw.fn.COUNT(PredictionCache.id).alias("entries"),
+                pw.fn.SUM(expired).alias("expired"),
+                pw.fn.SUM(pw.fn.COALESCE(PredictionCache.access_count, 0)).alias("hits"),
+            )
+            .group_by(PredictionCache.model_name)
+            .order_by(PredictionCache.model_name)
+            .dicts()
+        )
+        by_model = {
+            row["model_name"]: {
+                "entries": int(row["entries"]),
+                "active": int(row["entries"]) - int(row["expired"] or 0),
+                "expired": int(row["expired"] or 0),
+                "hits": int(row["hits"] or 0),
+            }
+            for row in self._one(lambda: list(query))
+        }
+        total = sum(m["entries"] for m in by_model.values())
+        expired_total = sum(m["expired"] for m in by_model.values())
+        return {
+            "total": total,
+            "active": total - expired_total,
+            "expired": expired_total,
+            "hits": sum(m["hits"] for m in by_model.values()),
+            "by_model": by_model,
+            "max_entries": self.prediction_cache_max_entries,
+        }
+
+    def _trim_due(self) -> bool:
+        limit = self.prediction_cache_max_entries
+        if limit is None:
+            return False
+        count = self._prediction_inserts_since_trim
+        if count is None:
+            return True
+        self._prediction_inserts_since_trim = count + 1
+        return self._prediction_inserts_since_trim >= max(1, min(100, limit // 100))
+
+
+def _direction(value: Any) -> int:
+    try:
+        return validate.integer("direction", value, minimum=-1, maximum=1)
+    except ValidationError:
+        raise ValidationError("direction", f"{value!r} is not allowed; allowed: -1, 0, 1") from None
+
+
+def _entry_dict(entry: PredictionCache) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "cache_key": entry.cache_key,
+        "model_name": entry.model_name,
+        "features_hash": entry.features_hash,
+        "config_hash": entry.config_hash,
+        "predicted_price": float(entry.predicted_price),
+        "confidence": float(entry.confidence),
+        "direction": int(entry.direction),
+        "created_at": entry.created_at,
+        "expires_at": entry.expires_at,
+        "access_count": int(entry.access_count or 0),
+        "last_accessed": entry.last_accessed,
+    }
