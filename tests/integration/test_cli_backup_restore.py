@@ -1,0 +1,357 @@
+"""`atb db backup` / `atb db restore` against a real PostgreSQL.
+
+Every table gets rows covering every column; a backup restored into a fresh database must give
+back the same rows (count and checksum per table), and a restore that fails must change nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import gzip
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import peewee as pw
+import psycopg2
+import pytest
+from click.testing import CliRunner, Result
+
+from atb.cli import cli
+from atb.db import connection
+from atb.db.fields import EnumField
+from atb.db.migrate import HISTORY_TABLE, apply_pending_migrations
+from atb.db.models import ALL_MODELS
+from atb.db.settings import parse_url
+from atb.testing import settings_for_tests
+
+pytestmark = pytest.mark.postgres
+
+CLEAN_ENV = {
+    "DATABASE_URL": None,
+    "DATABASE_PUBLIC_URL": None,
+    "ATB_ENV": None,
+    "RAILWAY_ENVIRONMENT_NAME": None,
+    "RAILWAY_ENVIRONMENT": None,
+}
+TABLES = [model._meta.table_name for model in ALL_MODELS] + [HISTORY_TABLE]
+FORMATS = ["atb.dump", "atb.sql.gz"]
+
+
+@pytest.fixture(autouse=True)
+def _unbind() -> Iterator[None]:
+    yield
+    connection.disconnect()
+
+
+def migrate_to_head(url: str) -> str:
+    db = connection.build_database(settings_for_tests(url))
+    try:
+        apply_pending_migrations(db=db)
+    finally:
+        db.close_all()
+    return url
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    parsed = parse_url(url)
+    params = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.user,
+        "password": parsed.password,
+        "dbname": parsed.database,
+    }
+    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def sample_value(field: pw.Field, i: int, made: dict) -> object:
+    """A value for every column type atb uses; distinct per row so unique keys hold."""
+    if isinstance(field, pw.ForeignKeyField):
+        parent = made[field.rel_model][i % len(made[field.rel_model])]
+        return parent[field.rel_field.name]
+    if isinstance(field, EnumField):
+        members = list(field.enum_class)
+        return members[i % len(members)].value
+    if isinstance(field, pw.DecimalField):
+        return decimal.Decimal(f"{i + 1}.12345678")
+    if isinstance(field, pw.CharField):
+        return f"{field.name}-{i}"[-field.max_length :]
+    if isinstance(field, pw.DateTimeField):
+        return dt.datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC) + dt.timedelta(hours=i)
+    if isinstance(field, pw.JSONField):
+        return {"row": i, "values": [1, 2.5, None, "x"], "nested": {"ok": True}}
+    if isinstance(field, pw.BooleanField):
+        return i % 2 == 0
+    if isinstance(field, pw.IntegerField):
+        return i + 7
+    if isinstance(field, pw.TextField):
+        return f"text {i}: it's ünïcode, with 'quotes' and \\backslashes\\"
+    if isinstance(field, pw.TimeField):
+        return dt.time(9, 30, i)
+    raise AssertionError(f"no sample for {field!r}")
+
+
+def fill_every_table(url: str, rows: int = 3) -> None:
+    """`rows` rows in every atb table, every column set, foreign keys pointing at real parents."""
+    db = connection.connect(settings=settings_for_tests(url))
+    try:
+        made: dict = {}
+        for model in ALL_MODELS:
+            made[model] = []
+            for i in range(rows):
+                values = {
+                    field.name: sample_value(field, i, made)
+                    for field in model._meta.sorted_fields
+                    if not field.primary_key
+                }
+                values["id"] = model.insert(**values).execute()
+                made[model].append(values)
+    finally:
+        connection.disconnect()
+    assert db is not None
+
+
+def fingerprint(url: str) -> dict[str, tuple]:
+    """Per table: (row count, md5 of every row's text in id order)."""
+    found = {}
+    for table in TABLES:
+        ((count, digest),) = query(
+            url,
+            f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) "
+            f'FROM "{table}" t',
+        )
+        found[table] = (count, digest)
+    return found
+
+
+def invoke(*args: str, input: str | None = None, env: dict | None = None) -> Result:
+    return CliRunner().invoke(cli, ["db", *args], input=input, env={**CLEAN_ENV, **(env or {})})
+
+
+@pytest.fixture
+def source_url(make_pg_database: Callable[..., str]) -> str:
+    url = migrate_to_head(make_pg_database("atb_cli_backup"))
+    fill_every_table(url)
+    return url
+
+
+@pytest.fixture
+def other_url(make_pg_database: Callable[..., str]) -> str:
+    """A migrated database holding different rows: what a restore replaces."""
+    url = migrate_to_head(make_pg_database("atb_cli_other"))
+    query(
+        url,
+        "INSERT INTO trading_sessions (start_time, mode, initial_balance, strategy_name, symbol,"
+        " timeframe) VALUES (now(), 'PAPER', 5, 'other', 'ETH', '4h')",
+    )
+    return url
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_backup_then_restore_into_a_fresh_database_reproduces_every_row(
+    name: str, source_url: str, make_pg_database: Callable[..., str], tmp_path: Path
+) -> None:
+    target = tmp_path / name
+    made = invoke("backup", "--url", source_url, "--output", str(target))
+    assert made.exit_code == 0, made.output
+    assert "backup written" in made.output
+
+    fresh = make_pg_database("atb_cli_fresh")
+    restored = invoke("restore", str(target), "--url", fresh, "--yes")
+    assert restored.exit_code == 0, restored.output
+
+    before, after = fingerprint(source_url), fingerprint(fresh)
+    assert all(count == 3 for table, (count, _) in before.items() if table != HISTORY_TABLE)
+    assert after == before
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_restore_replaces_the_contents_of_a_populated_database(
+    name: str, source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    target = tmp_path / name
+    assert invoke("backup", "--url", source_url, "--output", str(target)).exit_code == 0
+    result = invoke("restore", str(target), "--url", other_url, "--yes")
+    assert result.exit_code == 0, result.output
+    assert fingerprint(other_url) == fingerprint(source_url)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_a_backup_file_is_private_complete_and_alone(
+    name: str, source_url: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "nested" / name
+    result = invoke("backup", "--url", source_url, "--output", str(target), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["path"] == str(target)
+    assert data["size_bytes"] == target.stat().st_size > 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert [p.name for p in target.parent.iterdir()] == [name]  # no partial file left
+    server_major = int(data["server_version"].split(".")[0])
+    tool_major = int(data["tool"].split()[1].split(".")[0])
+    assert tool_major >= server_major  # e.g. the wheel's pg_dump 18 for the embedded server
+
+
+def test_a_backup_never_overwrites_unless_forced(source_url: str, tmp_path: Path) -> None:
+    target = tmp_path / "atb.dump"
+    target.write_bytes(b"precious")
+    refused = invoke("backup", "--url", source_url, "--output", str(target))
+    assert refused.exit_code == 1
+    assert "exists already" in refused.output
+    assert target.read_bytes() == b"precious"
+    forced = invoke("backup", "--url", source_url, "--output", str(target), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert target.read_bytes().startswith(b"PGDMP")
+
+
+def test_a_failed_backup_leaves_no_file(pg_server_url: str, tmp_path: Path) -> None:
+    from atb.testing import url_with_database
+
+    missing = url_with_database(pg_server_url, "atb_no_such_database")
+    result = invoke("backup", "--url", missing, "--output", str(tmp_path / "x.dump"))
+    assert result.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
+    assert "Traceback" not in result.output
+
+
+def test_a_truncated_archive_fails_midway_and_changes_nothing(
+    source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    # Enough data that the table of contents survives the cut and the data does not.
+    query(
+        source_url,
+        "INSERT INTO system_events (timestamp, event_type, message) "
+        "SELECT now(), 'TEST', md5(g::text) || repeat(md5((g * 7)::text), 20) "
+        "FROM generate_series(1, 20000) g",
+    )
+    full = tmp_path / "full.dump"
+    assert invoke("backup", "--url", source_url, "--output", str(full)).exit_code == 0
+    cut = tmp_path / "cut.dump"
+    data = full.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    before = fingerprint(other_url)
+
+    result = invoke("restore", str(cut), "--url", other_url, "--yes")
+
+    assert result.exit_code == 1
+    assert "rolled back" in result.output and "unchanged" in result.output
+    assert fingerprint(other_url) == before
+
+
+def test_a_sql_dump_whose_last_statement_fails_changes_nothing(
+    source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.sql.gz"
+    assert invoke("backup", "--url", source_url, "--output", str(good)).exit_code == 0
+    bad = tmp_path / "bad.sql.gz"
+    with gzip.open(good, "rb") as src, gzip.open(bad, "wb") as dst:
+        dst.write(src.read() + b"\nSELECT 1 / 0;\n")
+    before = fingerprint(other_url)
+
+    result = invoke("restore", str(bad), "--url", other_url, "--yes")
+
+    assert result.exit_code == 1
+    assert "division by zero" in result.output
+    assert fingerprint(other_url) == before
+
+
+def test_a_restore_blocked_by_a_dependent_object_changes_nothing(
+    source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "atb.dump"
+    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    # --clean drops trades without CASCADE; this view makes that drop fail after earlier drops ran.
+    query(other_url, "CREATE VIEW recent_trades AS SELECT id FROM trades")
+    before = fingerprint(other_url)
+
+    result = invoke("restore", str(archive), "--url", other_url, "--yes")
+
+    assert result.exit_code == 1
+    assert fingerprint(other_url) == before
+    assert query(other_url, "SELECT count(*) FROM recent_trades") == [(0,)]
+
+
+def test_restore_asks_first_and_no_changes_nothing(
+    source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "atb.dump"
+    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    before = fingerprint(other_url)
+    result = invoke("restore", str(archive), "--url", other_url, input="n\n")
+    assert result.exit_code == 1
+    assert "Continue?" in result.output
+    assert fingerprint(other_url) == before
+    accepted = invoke("restore", str(archive), "--url", other_url, input="y\n")
+    assert accepted.exit_code == 0, accepted.output
+    assert fingerprint(other_url) == fingerprint(source_url)
+
+
+def test_restore_refuses_a_production_database(
+    source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "atb.dump"
+    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    before = fingerprint(other_url)
+    result = invoke(
+        "restore", str(archive), "--url", other_url, "--yes", env={"ATB_ENV": "production"}
+    )
+    assert result.exit_code == 1
+    assert "refusing to restore into" in result.output and "--allow-production" in result.output
+    assert fingerprint(other_url) == before
+
+
+def test_restore_of_something_that_is_not_a_backup_is_one_clear_error(
+    other_url: str, tmp_path: Path
+) -> None:
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello")
+    result = invoke("restore", str(junk), "--url", other_url, "--yes")
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ") and "neither" in result.output
+
+
+def test_backup_and_restore_as_subprocesses(
+    source_url: str, make_pg_database: Callable[..., str], tmp_path: Path
+) -> None:
+    script = Path(sys.executable).with_name("atb")
+    command = (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from atb.cli import main; main()"]
+    )
+    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
+    archive = tmp_path / "atb.dump"
+    backup = subprocess.run(
+        [*command, "db", "backup", "--url", source_url, "--output", str(archive)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert backup.returncode == 0, backup.stderr
+    fresh = make_pg_database("atb_cli_fresh")
+    restore = subprocess.run(
+        [*command, "db", "restore", str(archive), "--url", fresh, "--yes"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert restore.returncode == 0, restore.stderr
+    assert fingerprint(fresh) == fingerprint(source_url)

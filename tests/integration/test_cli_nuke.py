@@ -1,0 +1,179 @@
+"""`atb db nuke` against a real PostgreSQL: it rebuilds a local schema and refuses anything else."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+
+import psycopg2
+import pytest
+from click.testing import CliRunner, Result
+
+from atb.cli import cli
+from atb.db import connection
+from atb.db.migrate import apply_pending_migrations
+from atb.db.settings import parse_url
+from atb.testing import settings_for_tests
+
+pytestmark = pytest.mark.postgres
+
+CLEAN_ENV = {
+    "DATABASE_URL": None,
+    "DATABASE_PUBLIC_URL": None,
+    "ATB_ENV": None,
+    "RAILWAY_ENVIRONMENT_NAME": None,
+    "RAILWAY_ENVIRONMENT": None,
+}
+
+
+@pytest.fixture(autouse=True)
+def _unbind() -> Iterator[None]:
+    yield
+    connection.disconnect()
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    parsed = parse_url(url)
+    params = {
+        "host": parsed.host,
+        "port": parsed.port,
+        "user": parsed.user,
+        "password": parsed.password,
+        "dbname": parsed.database,
+    }
+    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def cluttered_url(make_pg_database: Callable[..., str]) -> str:
+    """A migrated database with data and every kind of extra object nuke must remove."""
+    url = make_pg_database("atb_cli_nuke")
+    db = connection.build_database(settings_for_tests(url))
+    try:
+        apply_pending_migrations(db=db)
+    finally:
+        db.close_all()
+    for statement in (
+        "INSERT INTO trading_sessions (start_time, mode, initial_balance, strategy_name, symbol,"
+        " timeframe) VALUES (now(), 'LIVE', 100, 's', 'BTC', '1h')",
+        "CREATE TABLE scratch_notes (id serial PRIMARY KEY, body text)",
+        "CREATE SEQUENCE loose_counter",
+        "CREATE TYPE mood AS ENUM ('calm', 'panic')",
+        "CREATE TYPE pair AS (a int, b int)",
+        "CREATE DOMAIN positive_int AS int CHECK (VALUE > 0)",
+        "CREATE FUNCTION add_one(x int) RETURNS int LANGUAGE sql AS 'SELECT x + 1'",
+        "CREATE PROCEDURE noop() LANGUAGE sql AS 'SELECT 1'",
+        "CREATE VIEW live_sessions AS SELECT id FROM trading_sessions WHERE mode = 'LIVE'",
+        "CREATE MATERIALIZED VIEW session_count AS SELECT count(*) FROM trading_sessions",
+    ):
+        query(url, statement)
+    return url
+
+
+def invoke(*args: str, input: str | None = None, env: dict | None = None) -> Result:
+    return CliRunner().invoke(cli, ["db", *args], input=input, env={**CLEAN_ENV, **(env or {})})
+
+
+def objects(url: str) -> set[str]:
+    rows = query(
+        url,
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S') "
+        "UNION ALL SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+        "WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd', 'c') AND t.typrelid = 0 "
+        "UNION ALL SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'public'",
+    )
+    return {name for (name,) in rows}
+
+
+def test_nuke_drops_everything_and_rebuilds_the_schema(cluttered_url: str) -> None:
+    result = invoke("nuke", "--url", cluttered_url, "--yes")
+    assert result.exit_code == 0, result.output
+    assert "applied 001_initial" in result.output
+
+    left = objects(cluttered_url)
+    for gone in (
+        "scratch_notes",
+        "loose_counter",
+        "mood",
+        "pair",
+        "positive_int",
+        "add_one",
+        "noop",
+        "live_sessions",
+        "session_count",
+    ):
+        assert gone not in left, gone
+    assert query(cluttered_url, "SELECT count(*) FROM trading_sessions") == [(0,)]
+    assert query(cluttered_url, "SELECT name FROM migratehistory") == [("001_initial",)]
+    verified = invoke("verify", "--url", cluttered_url)
+    assert verified.exit_code == 0, verified.output
+
+
+def test_nuke_json_reports_what_was_dropped(cluttered_url: str) -> None:
+    result = invoke("nuke", "--url", cluttered_url, "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["applied"] == ["001_initial"]
+    assert data["dropped"]["table"] == 24  # 22 models, the history, scratch_notes
+    assert data["dropped"]["view"] == 1 and data["dropped"]["materialized view"] == 1
+    assert data["dropped"]["type"] == 3 and data["dropped"]["function"] == 1
+
+
+def test_nuke_asks_for_the_database_name(cluttered_url: str) -> None:
+    name = parse_url(cluttered_url).database
+    before = objects(cluttered_url)
+    wrong = invoke("nuke", "--url", cluttered_url, input="atb\n")
+    assert wrong.exit_code == 1
+    assert f"Type the database name ({name})" in wrong.output
+    assert "nothing was changed" in wrong.output
+    assert objects(cluttered_url) == before
+    right = invoke("nuke", "--url", cluttered_url, input=f"{name}\n")
+    assert right.exit_code == 0, right.output
+    assert "scratch_notes" not in objects(cluttered_url)
+
+
+def test_nuke_refuses_a_remote_production_looking_url() -> None:
+    result = invoke("nuke", "--url", "postgresql://atb:pw@db.prod.example.com:5432/atb", "--yes")
+    assert result.exit_code == 1
+    assert "refusing to nuke" in result.output and "not on this machine" in result.output
+    assert "--allow-production" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"ATB_ENV": "production"}, {"RAILWAY_ENVIRONMENT_NAME": "production"}],
+)
+def test_nuke_refuses_a_production_environment_even_on_a_local_url(
+    cluttered_url: str, env: dict
+) -> None:
+    before = objects(cluttered_url)
+    result = invoke("nuke", "--url", cluttered_url, "--yes", env=env)
+    assert result.exit_code == 1
+    assert "production environment" in result.output
+    assert objects(cluttered_url) == before
+
+
+def test_allow_production_still_needs_the_typed_name(cluttered_url: str) -> None:
+    env = {"ATB_ENV": "production"}
+    before = objects(cluttered_url)
+    with_yes = invoke("nuke", "--url", cluttered_url, "--allow-production", "--yes", env=env)
+    assert with_yes.exit_code == 2
+    assert "--confirm" in with_yes.output
+    mismatch = invoke(
+        "nuke", "--url", cluttered_url, "--allow-production", "--confirm", "nope", env=env
+    )
+    assert mismatch.exit_code == 1
+    assert objects(cluttered_url) == before
+    name = parse_url(cluttered_url).database
+    done = invoke("nuke", "--url", cluttered_url, "--allow-production", "--confirm", name, env=env)
+    assert done.exit_code == 0, done.output
