@@ -137,3 +137,31 @@ def test_cli_refuses_sqlite_and_unknown_schemes_with_exit_1():
     assert sqlite.exit_code == 1 and "unit tests" in sqlite.output
     mysql = runner.invoke(cli, ["db", "status", "--url", "mysql://u:pw@h/d"])
     assert mysql.exit_code == 1 and "postgresql://" in mysql.output and ":pw@" not in mysql.output
+
+
+def test_a_manager_started_on_an_empty_database_brings_it_to_head(make_pg_database):
+    from atb.db import DatabaseManager
+
+    url = make_pg_database()
+    manager = DatabaseManager(url)
+    try:
+        state = migration_state()
+        assert state.pending == () and state.applied == available_migrations()
+        assert manager.test_connection() is True
+    finally:
+        manager.close()
+        connection.disconnect()
+
+
+def test_a_manager_leaves_a_partly_migrated_database_alone_by_default(empty_db, caplog):
+    from atb.db import DatabaseManager
+
+    url, db = empty_db
+    apply_pending_migrations()
+    db.execute_sql(
+        f"DELETE FROM \"{HISTORY_TABLE}\" WHERE name = '001_initial'"
+    )  # pretend 001 is new
+    with caplog.at_level("WARNING", logger="atb.db.migrate"):
+        DatabaseManager(url)
+    assert "pending" in caplog.text
+    assert history_rows(db) == []

@@ -1,7 +1,6 @@
 """Every `atb db` command has help with an example and is documented with its exit codes.
 
-The documentation is README.md's "## Commands" section once the README has one, else docs/cli.md
-(which the README section is made from).
+The documentation is README.md's "## Commands" section.
 """
 
 from __future__ import annotations
@@ -21,12 +20,9 @@ COMMANDS = sorted(db_group.commands)
 
 
 def documentation() -> str:
-    readme = ROOT / "README.md"
-    if readme.is_file():
-        text = readme.read_text(encoding="utf-8")
-        if re.search(r"^## Commands\s*$", text, re.MULTILINE):
-            return text
-    return (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert re.search(r"^## Commands\s*$", text, re.MULTILINE), "README.md has no ## Commands section"
+    return text
 
 
 def documented_sections() -> dict[str, str]:
