@@ -7,11 +7,16 @@
 - `pg_database_url`: a scratch database, migrated to head once per run.
 - `pg_db`: that database bound to the proxy for one test; every table is emptied afterwards.
 - `make_pg_database`: factory for further empty scratch databases (dropped at the end of the run).
+- `make_migrated_pg_database`: the same, each database migrated to head.
+
+Plain functions for tests that drive PostgreSQL by URL: `execute_sql(url, *statements)`,
+`migrate_to_head(url)`, `create_scratch_database`, `drop_database`, `url_with_database`.
 """
 
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -55,27 +60,59 @@ def url_with_database(url: str, name: str) -> str:
     return build_url(parsed.host, parsed.port, parsed.user, parsed.password, name, parsed.query)
 
 
-def create_scratch_database(server_url: str, prefix: str = "atb_test") -> str:
-    """CREATE a uniquely named empty database on the server; returns its URL."""
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = _admin_connect(server_url)
+def execute_sql(url: str, *statements: str) -> list[tuple]:
+    """Run the statements in order on one autocommit connection to `url` (outside the proxy);
+    returns the rows of the last one, `[]` when it returns none."""
+    conn = _admin_connect(url)
     try:
+        rows: list[tuple] = []
         with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
+            for statement in statements:
+                cur.execute(statement)
+                rows = cur.fetchall() if cur.description else []
+        return rows
     finally:
         conn.close()
+
+
+def create_scratch_database(
+    server_url: str, prefix: str = "atb_test", *, owner: str | None = None
+) -> str:
+    """CREATE a uniquely named empty database on the server; returns its URL.
+
+    Retries for a few seconds while another session holds `template1` (concurrent test runs).
+    """
+    import psycopg2
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    statement = f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")
+    for attempt in range(50):
+        try:
+            execute_sql(server_url, statement)
+            break
+        except psycopg2.errors.ObjectInUse:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
     return url_with_database(server_url, name)
 
 
 def drop_database(server_url: str, database_url: str) -> None:
     """DROP a scratch database, ending any sessions still attached to it."""
     name = parse_url(database_url).database
-    conn = _admin_connect(server_url)
+    execute_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrate_to_head(url: str) -> str:
+    """Apply every pending atb migration to the database at `url`; returns the URL."""
+    from atb.db.migrate import apply_pending_migrations
+
+    db = connection.build_database(settings_for_tests(url))
     try:
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        apply_pending_migrations(db=db)
     finally:
-        conn.close()
+        db.close_all()
+    return url
 
 
 def settings_for_tests(url: str, **overrides) -> DatabaseSettings:
@@ -126,7 +163,7 @@ def pg_server_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def make_pg_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
+def make_pg_database(pg_server_url: str) -> Iterator[Callable[..., str]]:
     """Factory for empty scratch databases; all are dropped at the end of the run."""
     created: list[str] = []
 
@@ -144,17 +181,19 @@ def make_pg_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture(scope="session")
-def pg_database_url(make_pg_database: Callable[[], str]) -> str:
-    """One scratch database for the run, migrated to head."""
-    from atb.db.migrate import apply_pending_migrations
+def make_migrated_pg_database(make_pg_database: Callable[..., str]) -> Callable[..., str]:
+    """Factory for scratch databases migrated to head; all are dropped at the end of the run."""
 
-    url = make_pg_database()
-    db = connection.build_database(settings_for_tests(url))
-    try:
-        apply_pending_migrations(db=db)
-    finally:
-        db.close_all()
-    return url
+    def make(prefix: str = "atb_test") -> str:
+        return migrate_to_head(make_pg_database(prefix))
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(make_migrated_pg_database: Callable[..., str]) -> str:
+    """One scratch database for the run, migrated to head."""
+    return make_migrated_pg_database()
 
 
 def truncate_all(db: pw.Database) -> None:

@@ -10,71 +10,24 @@ import datetime as dt
 import decimal
 import gzip
 import json
-import os
 import stat
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import peewee as pw
-import psycopg2
 import pytest
-from click.testing import CliRunner, Result
+from helpers import INSERT_LIVE_SESSION_SQL, atb_db, atb_subprocess
 
-from atb.cli import cli
 from atb.db import connection
 from atb.db.fields import EnumField
-from atb.db.migrate import HISTORY_TABLE, apply_pending_migrations
+from atb.db.migrate import HISTORY_TABLE
 from atb.db.models import ALL_MODELS
-from atb.db.settings import parse_url
-from atb.testing import settings_for_tests
+from atb.testing import execute_sql, settings_for_tests, url_with_database
 
 pytestmark = pytest.mark.postgres
 
-CLEAN_ENV = {
-    "DATABASE_URL": None,
-    "DATABASE_PUBLIC_URL": None,
-    "ATB_ENV": None,
-    "RAILWAY_ENVIRONMENT_NAME": None,
-    "RAILWAY_ENVIRONMENT": None,
-}
 TABLES = [model._meta.table_name for model in ALL_MODELS] + [HISTORY_TABLE]
 FORMATS = ["atb.dump", "atb.sql.gz"]
-
-
-@pytest.fixture(autouse=True)
-def _unbind() -> Iterator[None]:
-    yield
-    connection.disconnect()
-
-
-def migrate_to_head(url: str) -> str:
-    db = connection.build_database(settings_for_tests(url))
-    try:
-        apply_pending_migrations(db=db)
-    finally:
-        db.close_all()
-    return url
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    parsed = parse_url(url)
-    params = {
-        "host": parsed.host,
-        "port": parsed.port,
-        "user": parsed.user,
-        "password": parsed.password,
-        "dbname": parsed.database,
-    }
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
 
 
 def sample_value(field: pw.Field, i: int, made: dict) -> object:
@@ -128,7 +81,7 @@ def fingerprint(url: str) -> dict[str, tuple]:
     """Per table: (row count, md5 of every row's text in id order)."""
     found = {}
     for table in TABLES:
-        ((count, digest),) = query(
+        ((count, digest),) = execute_sql(
             url,
             f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) "
             f'FROM "{table}" t',
@@ -137,26 +90,26 @@ def fingerprint(url: str) -> dict[str, tuple]:
     return found
 
 
-def invoke(*args: str, input: str | None = None, env: dict | None = None) -> Result:
-    return CliRunner().invoke(cli, ["db", *args], input=input, env={**CLEAN_ENV, **(env or {})})
+def backup_of(url: str, target: Path) -> Path:
+    """`atb db backup` of the database into `target` (its suffix picks the format)."""
+    made = atb_db("backup", "--url", url, "--output", str(target))
+    assert made.exit_code == 0, made.output
+    return target
 
 
 @pytest.fixture
-def source_url(make_pg_database: Callable[..., str]) -> str:
-    url = migrate_to_head(make_pg_database("atb_cli_backup"))
+def source_url(make_migrated_pg_database: Callable[..., str]) -> str:
+    """A migrated database with rows in every table, every column set."""
+    url = make_migrated_pg_database("atb_cli_backup")
     fill_every_table(url)
     return url
 
 
 @pytest.fixture
-def other_url(make_pg_database: Callable[..., str]) -> str:
+def other_url(make_migrated_pg_database: Callable[..., str]) -> str:
     """A migrated database holding different rows: what a restore replaces."""
-    url = migrate_to_head(make_pg_database("atb_cli_other"))
-    query(
-        url,
-        "INSERT INTO trading_sessions (start_time, mode, initial_balance, strategy_name, symbol,"
-        " timeframe) VALUES (now(), 'PAPER', 5, 'other', 'ETH', '4h')",
-    )
+    url = make_migrated_pg_database("atb_cli_other")
+    execute_sql(url, INSERT_LIVE_SESSION_SQL)
     return url
 
 
@@ -165,12 +118,12 @@ def test_backup_then_restore_into_a_fresh_database_reproduces_every_row(
     name: str, source_url: str, make_pg_database: Callable[..., str], tmp_path: Path
 ) -> None:
     target = tmp_path / name
-    made = invoke("backup", "--url", source_url, "--output", str(target))
+    made = atb_db("backup", "--url", source_url, "--output", str(target))
     assert made.exit_code == 0, made.output
     assert "backup written" in made.output
 
     fresh = make_pg_database("atb_cli_fresh")
-    restored = invoke("restore", str(target), "--url", fresh, "--yes")
+    restored = atb_db("restore", str(target), "--url", fresh, "--yes")
     assert restored.exit_code == 0, restored.output
 
     before, after = fingerprint(source_url), fingerprint(fresh)
@@ -182,9 +135,8 @@ def test_backup_then_restore_into_a_fresh_database_reproduces_every_row(
 def test_restore_replaces_the_contents_of_a_populated_database(
     name: str, source_url: str, other_url: str, tmp_path: Path
 ) -> None:
-    target = tmp_path / name
-    assert invoke("backup", "--url", source_url, "--output", str(target)).exit_code == 0
-    result = invoke("restore", str(target), "--url", other_url, "--yes")
+    target = backup_of(source_url, tmp_path / name)
+    result = atb_db("restore", str(target), "--url", other_url, "--yes")
     assert result.exit_code == 0, result.output
     assert fingerprint(other_url) == fingerprint(source_url)
 
@@ -194,7 +146,7 @@ def test_a_backup_file_is_private_complete_and_alone(
     name: str, source_url: str, tmp_path: Path
 ) -> None:
     target = tmp_path / "nested" / name
-    result = invoke("backup", "--url", source_url, "--output", str(target), "--json")
+    result = atb_db("backup", "--url", source_url, "--output", str(target), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["path"] == str(target)
@@ -209,20 +161,18 @@ def test_a_backup_file_is_private_complete_and_alone(
 def test_a_backup_never_overwrites_unless_forced(source_url: str, tmp_path: Path) -> None:
     target = tmp_path / "atb.dump"
     target.write_bytes(b"precious")
-    refused = invoke("backup", "--url", source_url, "--output", str(target))
+    refused = atb_db("backup", "--url", source_url, "--output", str(target))
     assert refused.exit_code == 1
     assert "exists already" in refused.output
     assert target.read_bytes() == b"precious"
-    forced = invoke("backup", "--url", source_url, "--output", str(target), "--force")
+    forced = atb_db("backup", "--url", source_url, "--output", str(target), "--force")
     assert forced.exit_code == 0, forced.output
     assert target.read_bytes().startswith(b"PGDMP")
 
 
 def test_a_failed_backup_leaves_no_file(pg_server_url: str, tmp_path: Path) -> None:
-    from atb.testing import url_with_database
-
     missing = url_with_database(pg_server_url, "atb_no_such_database")
-    result = invoke("backup", "--url", missing, "--output", str(tmp_path / "x.dump"))
+    result = atb_db("backup", "--url", missing, "--output", str(tmp_path / "x.dump"))
     assert result.exit_code == 1
     assert list(tmp_path.iterdir()) == []
     assert "Traceback" not in result.output
@@ -232,20 +182,19 @@ def test_a_truncated_archive_fails_midway_and_changes_nothing(
     source_url: str, other_url: str, tmp_path: Path
 ) -> None:
     # Enough data that the table of contents survives the cut and the data does not.
-    query(
+    execute_sql(
         source_url,
         "INSERT INTO system_events (timestamp, event_type, message) "
         "SELECT now(), 'TEST', md5(g::text) || repeat(md5((g * 7)::text), 20) "
         "FROM generate_series(1, 20000) g",
     )
-    full = tmp_path / "full.dump"
-    assert invoke("backup", "--url", source_url, "--output", str(full)).exit_code == 0
+    full = backup_of(source_url, tmp_path / "full.dump")
     cut = tmp_path / "cut.dump"
     data = full.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.8)])
     before = fingerprint(other_url)
 
-    result = invoke("restore", str(cut), "--url", other_url, "--yes")
+    result = atb_db("restore", str(cut), "--url", other_url, "--yes")
 
     assert result.exit_code == 1
     assert "rolled back" in result.output and "unchanged" in result.output
@@ -255,14 +204,13 @@ def test_a_truncated_archive_fails_midway_and_changes_nothing(
 def test_a_sql_dump_whose_last_statement_fails_changes_nothing(
     source_url: str, other_url: str, tmp_path: Path
 ) -> None:
-    good = tmp_path / "good.sql.gz"
-    assert invoke("backup", "--url", source_url, "--output", str(good)).exit_code == 0
+    good = backup_of(source_url, tmp_path / "good.sql.gz")
     bad = tmp_path / "bad.sql.gz"
     with gzip.open(good, "rb") as src, gzip.open(bad, "wb") as dst:
         dst.write(src.read() + b"\nSELECT 1 / 0;\n")
     before = fingerprint(other_url)
 
-    result = invoke("restore", str(bad), "--url", other_url, "--yes")
+    result = atb_db("restore", str(bad), "--url", other_url, "--yes")
 
     assert result.exit_code == 1
     assert "division by zero" in result.output
@@ -272,30 +220,28 @@ def test_a_sql_dump_whose_last_statement_fails_changes_nothing(
 def test_a_restore_blocked_by_a_dependent_object_changes_nothing(
     source_url: str, other_url: str, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "atb.dump"
-    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    archive = backup_of(source_url, tmp_path / "atb.dump")
     # --clean drops trades without CASCADE; this view makes that drop fail after earlier drops ran.
-    query(other_url, "CREATE VIEW recent_trades AS SELECT id FROM trades")
+    execute_sql(other_url, "CREATE VIEW recent_trades AS SELECT id FROM trades")
     before = fingerprint(other_url)
 
-    result = invoke("restore", str(archive), "--url", other_url, "--yes")
+    result = atb_db("restore", str(archive), "--url", other_url, "--yes")
 
     assert result.exit_code == 1
     assert fingerprint(other_url) == before
-    assert query(other_url, "SELECT count(*) FROM recent_trades") == [(0,)]
+    assert execute_sql(other_url, "SELECT count(*) FROM recent_trades") == [(0,)]
 
 
 def test_restore_asks_first_and_no_changes_nothing(
     source_url: str, other_url: str, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "atb.dump"
-    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    archive = backup_of(source_url, tmp_path / "atb.dump")
     before = fingerprint(other_url)
-    result = invoke("restore", str(archive), "--url", other_url, input="n\n")
+    result = atb_db("restore", str(archive), "--url", other_url, input="n\n")
     assert result.exit_code == 1
     assert "Continue?" in result.output
     assert fingerprint(other_url) == before
-    accepted = invoke("restore", str(archive), "--url", other_url, input="y\n")
+    accepted = atb_db("restore", str(archive), "--url", other_url, input="y\n")
     assert accepted.exit_code == 0, accepted.output
     assert fingerprint(other_url) == fingerprint(source_url)
 
@@ -303,10 +249,9 @@ def test_restore_asks_first_and_no_changes_nothing(
 def test_restore_refuses_a_production_database(
     source_url: str, other_url: str, tmp_path: Path
 ) -> None:
-    archive = tmp_path / "atb.dump"
-    assert invoke("backup", "--url", source_url, "--output", str(archive)).exit_code == 0
+    archive = backup_of(source_url, tmp_path / "atb.dump")
     before = fingerprint(other_url)
-    result = invoke(
+    result = atb_db(
         "restore", str(archive), "--url", other_url, "--yes", env={"ATB_ENV": "production"}
     )
     assert result.exit_code == 1
@@ -319,7 +264,7 @@ def test_restore_of_something_that_is_not_a_backup_is_one_clear_error(
 ) -> None:
     junk = tmp_path / "notes.txt"
     junk.write_text("hello")
-    result = invoke("restore", str(junk), "--url", other_url, "--yes")
+    result = atb_db("restore", str(junk), "--url", other_url, "--yes")
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "neither" in result.output
 
@@ -327,31 +272,12 @@ def test_restore_of_something_that_is_not_a_backup_is_one_clear_error(
 def test_backup_and_restore_as_subprocesses(
     source_url: str, make_pg_database: Callable[..., str], tmp_path: Path
 ) -> None:
-    script = Path(sys.executable).with_name("atb")
-    command = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-c", "from atb.cli import main; main()"]
-    )
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     archive = tmp_path / "atb.dump"
-    backup = subprocess.run(
-        [*command, "db", "backup", "--url", source_url, "--output", str(archive)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
+    backup = atb_subprocess(
+        "db", "backup", "--url", source_url, "--output", str(archive), timeout=300
     )
     assert backup.returncode == 0, backup.stderr
     fresh = make_pg_database("atb_cli_fresh")
-    restore = subprocess.run(
-        [*command, "db", "restore", str(archive), "--url", fresh, "--yes"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    restore = atb_subprocess("db", "restore", str(archive), "--url", fresh, "--yes", timeout=300)
     assert restore.returncode == 0, restore.stderr
     assert fingerprint(fresh) == fingerprint(source_url)

@@ -3,55 +3,21 @@ leave a schema that `verify` finds identical to the models."""
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import peewee as pw
 import pytest
+from helpers import rows, stand_in_models
 from peewee_migrate import Router
 
-from atb.db import connection, fields
+from atb.db import connection
 from atb.db.admin import schema_diff
 from atb.db.admin.verify import verify_database
 from atb.db.migrate import apply_pending_migrations
 from atb.testing import settings_for_tests
 
 pytestmark = pytest.mark.postgres
-
-
-def build_models(version: int) -> list[type[pw.Model]]:
-    """Version 1, or version 2: wider name, enum gains BLUE, two new columns, index made unique."""
-    members = ["RED", "GREEN"] + (["BLUE"] if version >= 2 else [])
-    color_enum = enum.StrEnum("Color", [(m, m) for m in members])
-    proxy = pw.DatabaseProxy()
-
-    class Base(pw.Model):
-        class Meta:
-            database = proxy
-            legacy_table_names = False
-
-    class Parent(Base):
-        name = pw.CharField(max_length=20 if version == 1 else 40)
-        color = fields.EnumField(color_enum, server_default="RED")
-        created_at = fields.UTCDateTimeField(server_now=True, null=True)
-        if version >= 2:
-            note = pw.TextField(null=True)
-            hits = fields.CountField()
-
-        class Meta:
-            table_name = "parents"
-
-    class Child(Base):
-        parent = pw.ForeignKeyField(Parent, on_delete="CASCADE", backref="children", index=False)
-        amount = fields.MoneyField()
-        data = fields.JsonField(null=True)
-
-        class Meta:
-            table_name = "children"
-            indexes = ((("parent_id", "amount"), version >= 2),)
-
-    return [Parent, Child]
 
 
 @pytest.fixture
@@ -63,14 +29,10 @@ def pg(make_pg_database: Callable[..., str]) -> Iterator[pw.PostgresqlDatabase]:
         db.close_all()
 
 
-def rows(db: pw.Database, table: str) -> list[tuple]:
-    return db.execute_sql(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
-
-
 def test_generated_migration_keeps_rows_and_matches_the_models(
     pg: pw.PostgresqlDatabase, tmp_path: Path
 ) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=tmp_path)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=tmp_path)
     apply_pending_migrations(db=pg, directory=tmp_path)
     pg.execute_sql("INSERT INTO parents (name, color) VALUES ('first', 'GREEN'), ('second', 'RED')")
     pg.execute_sql(
@@ -78,22 +40,22 @@ def test_generated_migration_keeps_rows_and_matches_the_models(
     )
     before_parents, before_children = rows(pg, "parents"), rows(pg, "children")
 
-    schema_diff.make_migration("second", models=build_models(2), directory=tmp_path)
+    schema_diff.make_migration("second", models=stand_in_models(2), directory=tmp_path)
     assert apply_pending_migrations(db=pg, directory=tmp_path) == ["002_second"]
 
     assert rows(pg, "children") == before_children
     assert [row[:4] for row in rows(pg, "parents")] == before_parents
     assert [row[4:] for row in rows(pg, "parents")] == [(None, 0), (None, 0)]
-    assert not schema_diff.diff_models(build_models(2), tmp_path).has_changes
-    report = verify_database(pg, build_models(2), directory=tmp_path)
+    assert not schema_diff.diff_models(stand_in_models(2), tmp_path).has_changes
+    report = verify_database(pg, stand_in_models(2), directory=tmp_path)
     assert report.ok, [str(p) for p in report.problems]
 
 
 def test_the_new_check_and_defaults_are_enforced_on_postgres(
     pg: pw.PostgresqlDatabase, tmp_path: Path
 ) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=tmp_path)
-    schema_diff.make_migration("second", models=build_models(2), directory=tmp_path)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=tmp_path)
+    schema_diff.make_migration("second", models=stand_in_models(2), directory=tmp_path)
     apply_pending_migrations(db=pg, directory=tmp_path)
 
     pg.execute_sql("INSERT INTO parents (name) VALUES ('defaults')")
@@ -112,15 +74,15 @@ def test_the_new_check_and_defaults_are_enforced_on_postgres(
 
 
 def test_the_generated_rollback_runs_on_postgres(pg: pw.PostgresqlDatabase, tmp_path: Path) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=tmp_path)
-    schema_diff.make_migration("second", models=build_models(2), directory=tmp_path)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=tmp_path)
+    schema_diff.make_migration("second", models=stand_in_models(2), directory=tmp_path)
     apply_pending_migrations(db=pg, directory=tmp_path)
     pg.execute_sql("INSERT INTO parents (name, color) VALUES ('kept', 'GREEN')")
 
     Router(pg, migrate_dir=tmp_path).rollback()
 
     assert [c.name for c in pg.get_columns("parents")] == ["id", "name", "color", "created_at"]
-    report = verify_database(pg, build_models(1), directory=tmp_path)
+    report = verify_database(pg, stand_in_models(1), directory=tmp_path)
     assert [str(p) for p in report.problems] == ["migrations: 002_second is not applied"]
 
 

@@ -3,66 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import psycopg2
 import pytest
-from click.testing import CliRunner, Result
+from helpers import INSERT_LIVE_SESSION_SQL, atb_db
 
-from atb.cli import cli
-from atb.db import connection
-from atb.db.migrate import apply_pending_migrations
 from atb.db.settings import parse_url
-from atb.testing import settings_for_tests
+from atb.testing import execute_sql
 
 pytestmark = pytest.mark.postgres
 
-CLEAN_ENV = {
-    "DATABASE_URL": None,
-    "DATABASE_PUBLIC_URL": None,
-    "ATB_ENV": None,
-    "RAILWAY_ENVIRONMENT_NAME": None,
-    "RAILWAY_ENVIRONMENT": None,
-}
-
-
-@pytest.fixture(autouse=True)
-def _unbind() -> Iterator[None]:
-    yield
-    connection.disconnect()
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    parsed = parse_url(url)
-    params = {
-        "host": parsed.host,
-        "port": parsed.port,
-        "user": parsed.user,
-        "password": parsed.password,
-        "dbname": parsed.database,
-    }
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall() if cur.description else []
-    finally:
-        conn.close()
-
 
 @pytest.fixture
-def cluttered_url(make_pg_database: Callable[..., str]) -> str:
+def cluttered_url(make_migrated_pg_database: Callable[..., str]) -> str:
     """A migrated database with data and every kind of extra object nuke must remove."""
-    url = make_pg_database("atb_cli_nuke")
-    db = connection.build_database(settings_for_tests(url))
-    try:
-        apply_pending_migrations(db=db)
-    finally:
-        db.close_all()
-    for statement in (
-        "INSERT INTO trading_sessions (start_time, mode, initial_balance, strategy_name, symbol,"
-        " timeframe) VALUES (now(), 'LIVE', 100, 's', 'BTC', '1h')",
+    url = make_migrated_pg_database("atb_cli_nuke")
+    execute_sql(
+        url,
+        INSERT_LIVE_SESSION_SQL,
         "CREATE TABLE scratch_notes (id serial PRIMARY KEY, body text)",
         "CREATE SEQUENCE loose_counter",
         "CREATE TYPE mood AS ENUM ('calm', 'panic')",
@@ -72,17 +30,12 @@ def cluttered_url(make_pg_database: Callable[..., str]) -> str:
         "CREATE PROCEDURE noop() LANGUAGE sql AS 'SELECT 1'",
         "CREATE VIEW live_sessions AS SELECT id FROM trading_sessions WHERE mode = 'LIVE'",
         "CREATE MATERIALIZED VIEW session_count AS SELECT count(*) FROM trading_sessions",
-    ):
-        query(url, statement)
+    )
     return url
 
 
-def invoke(*args: str, input: str | None = None, env: dict | None = None) -> Result:
-    return CliRunner().invoke(cli, ["db", *args], input=input, env={**CLEAN_ENV, **(env or {})})
-
-
 def objects(url: str) -> set[str]:
-    rows = query(
+    rows = execute_sql(
         url,
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S') "
@@ -95,7 +48,7 @@ def objects(url: str) -> set[str]:
 
 
 def test_nuke_drops_everything_and_rebuilds_the_schema(cluttered_url: str) -> None:
-    result = invoke("nuke", "--url", cluttered_url, "--yes")
+    result = atb_db("nuke", "--url", cluttered_url, "--yes")
     assert result.exit_code == 0, result.output
     assert "applied 001_initial" in result.output
 
@@ -112,14 +65,14 @@ def test_nuke_drops_everything_and_rebuilds_the_schema(cluttered_url: str) -> No
         "session_count",
     ):
         assert gone not in left, gone
-    assert query(cluttered_url, "SELECT count(*) FROM trading_sessions") == [(0,)]
-    assert query(cluttered_url, "SELECT name FROM migratehistory") == [("001_initial",)]
-    verified = invoke("verify", "--url", cluttered_url)
+    assert execute_sql(cluttered_url, "SELECT count(*) FROM trading_sessions") == [(0,)]
+    assert execute_sql(cluttered_url, "SELECT name FROM migratehistory") == [("001_initial",)]
+    verified = atb_db("verify", "--url", cluttered_url)
     assert verified.exit_code == 0, verified.output
 
 
 def test_nuke_json_reports_what_was_dropped(cluttered_url: str) -> None:
-    result = invoke("nuke", "--url", cluttered_url, "--yes", "--json")
+    result = atb_db("nuke", "--url", cluttered_url, "--yes", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["applied"] == ["001_initial"]
@@ -131,18 +84,18 @@ def test_nuke_json_reports_what_was_dropped(cluttered_url: str) -> None:
 def test_nuke_asks_for_the_database_name(cluttered_url: str) -> None:
     name = parse_url(cluttered_url).database
     before = objects(cluttered_url)
-    wrong = invoke("nuke", "--url", cluttered_url, input="atb\n")
+    wrong = atb_db("nuke", "--url", cluttered_url, input="atb\n")
     assert wrong.exit_code == 1
     assert f"Type the database name ({name})" in wrong.output
     assert "nothing was changed" in wrong.output
     assert objects(cluttered_url) == before
-    right = invoke("nuke", "--url", cluttered_url, input=f"{name}\n")
+    right = atb_db("nuke", "--url", cluttered_url, input=f"{name}\n")
     assert right.exit_code == 0, right.output
     assert "scratch_notes" not in objects(cluttered_url)
 
 
 def test_nuke_refuses_a_remote_production_looking_url() -> None:
-    result = invoke("nuke", "--url", "postgresql://atb:pw@db.prod.example.com:5432/atb", "--yes")
+    result = atb_db("nuke", "--url", "postgresql://atb:pw@db.prod.example.com:5432/atb", "--yes")
     assert result.exit_code == 1
     assert "refusing to nuke" in result.output and "not on this machine" in result.output
     assert "--allow-production" in result.output
@@ -157,7 +110,7 @@ def test_nuke_refuses_a_production_environment_even_on_a_local_url(
     cluttered_url: str, env: dict
 ) -> None:
     before = objects(cluttered_url)
-    result = invoke("nuke", "--url", cluttered_url, "--yes", env=env)
+    result = atb_db("nuke", "--url", cluttered_url, "--yes", env=env)
     assert result.exit_code == 1
     assert "production environment" in result.output
     assert objects(cluttered_url) == before
@@ -166,14 +119,14 @@ def test_nuke_refuses_a_production_environment_even_on_a_local_url(
 def test_allow_production_still_needs_the_typed_name(cluttered_url: str) -> None:
     env = {"ATB_ENV": "production"}
     before = objects(cluttered_url)
-    with_yes = invoke("nuke", "--url", cluttered_url, "--allow-production", "--yes", env=env)
+    with_yes = atb_db("nuke", "--url", cluttered_url, "--allow-production", "--yes", env=env)
     assert with_yes.exit_code == 2
     assert "--confirm" in with_yes.output
-    mismatch = invoke(
+    mismatch = atb_db(
         "nuke", "--url", cluttered_url, "--allow-production", "--confirm", "nope", env=env
     )
     assert mismatch.exit_code == 1
     assert objects(cluttered_url) == before
     name = parse_url(cluttered_url).database
-    done = invoke("nuke", "--url", cluttered_url, "--allow-production", "--confirm", name, env=env)
+    done = atb_db("nuke", "--url", cluttered_url, "--allow-production", "--confirm", name, env=env)
     assert done.exit_code == 0, done.output

@@ -8,50 +8,22 @@ test servers accepts it either way; what matters is that the URL carries the sec
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pytest
-from click.testing import CliRunner
+from helpers import atb_db, atb_subprocess
 
-from atb.cli import cli
-from atb.db import connection
 from atb.db.settings import build_url, parse_url
+from atb.testing import create_scratch_database, drop_database, execute_sql
 
 pytestmark = pytest.mark.postgres
 
 # Unique per run: two test runs sharing a server must not drop each other's role.
 ROLE = f"atb_pw_test_{os.getpid()}"
 SECRET = "s3cr3t-pw"
-CLEAN_ENV = {
-    "DATABASE_URL": None,
-    "DATABASE_PUBLIC_URL": None,
-    "ATB_ENV": None,
-    "RAILWAY_ENVIRONMENT_NAME": None,
-    "RAILWAY_ENVIRONMENT": None,
-    "RAILWAY_DEPLOYMENT_ID": None,
-    "RAILWAY_REPLICA_ID": None,
-    "PGPASSWORD": None,
-}
-
-
-def admin(server_url: str):
-    parsed = parse_url(server_url)
-    params = {
-        "host": parsed.host,
-        "port": parsed.port,
-        "user": parsed.user,
-        "password": parsed.password,
-        "dbname": parsed.database,
-    }
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
-    conn.autocommit = True
-    return conn
+# On top of helpers.CLEAN_ENV: the password must come from the URL, nowhere else.
+NO_PGPASSWORD = {"PGPASSWORD": None}
 
 
 def as_role(server_url: str, database: str) -> str:
@@ -61,50 +33,29 @@ def as_role(server_url: str, database: str) -> str:
     return build_url(host, parsed.port, ROLE, SECRET, database, parsed.query)
 
 
-def create_database(cur, name: str) -> None:
-    """CREATE DATABASE, retrying while another session holds template1 (concurrent test runs)."""
-    for attempt in range(50):
-        try:
-            cur.execute(f'CREATE DATABASE "{name}" OWNER {ROLE}')
-            return
-        except psycopg2.errors.ObjectInUse:
-            if attempt == 49:
-                raise
-            time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def secret_urls(pg_server_url: str) -> Iterator[dict[str, str]]:
     """URLs with the password: a migrated database, an empty one, and a missing one."""
-    names = {key: f"atb_pw_{key}_{uuid.uuid4().hex[:8]}" for key in ("main", "spare")}
-    conn = admin(pg_server_url)
+    execute_sql(pg_server_url, f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{SECRET}'")
+    created: list[str] = []
     try:
-        with conn.cursor() as cur:
-            cur.execute(f"CREATE ROLE {ROLE} LOGIN SUPERUSER PASSWORD '{SECRET}'")
-            for name in names.values():
-                create_database(cur, name)
+        for key in ("main", "spare"):
+            created.append(create_scratch_database(pg_server_url, f"atb_pw_{key}", owner=ROLE))
+        main, spare = (parse_url(url).database for url in created)
         yield {
-            "main": as_role(pg_server_url, names["main"]),
-            "spare": as_role(pg_server_url, names["spare"]),
+            "main": as_role(pg_server_url, main),
+            "spare": as_role(pg_server_url, spare),
             "missing": as_role(pg_server_url, "atb_pw_no_such_database"),
         }
     finally:
-        connection.disconnect()
-        with conn.cursor() as cur:
-            for name in names.values():
-                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f"DROP ROLE IF EXISTS {ROLE}")
-        conn.close()
-
-
-@pytest.fixture(autouse=True)
-def _unbind() -> Iterator[None]:
-    yield
-    connection.disconnect()
+        for url in created:
+            drop_database(pg_server_url, url)
+        execute_sql(pg_server_url, f"DROP ROLE IF EXISTS {ROLE}")
 
 
 def run(args: list[str], env: dict | None = None, input: str | None = None) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["db", *args], env={**CLEAN_ENV, **(env or {})}, input=input)
+    """`atb db *args`: its exit code and everything it wrote (stdout, stderr, an exception)."""
+    result = atb_db(*args, env={**NO_PGPASSWORD, **(env or {})}, input=input)
     text = result.stdout + result.stderr
     if result.exception and not isinstance(result.exception, SystemExit):
         text += repr(result.exception)
@@ -220,22 +171,8 @@ def test_verify_and_migrate_on_a_missing_database_never_show_the_password(
 
 
 def test_subprocess_output_never_shows_the_password(secret_urls: dict[str, str]) -> None:
-    script = Path(sys.executable).with_name("atb")
-    command = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-c", "from atb.cli import main; main()"]
-    )
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
     for url, code in ((secret_urls["main"], 0), (secret_urls["missing"], 1)):
-        proc = subprocess.run(
-            [*command, "db", "verify", "--url", url],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            check=False,
-        )
+        proc = atb_subprocess("db", "verify", "--url", url, env=NO_PGPASSWORD)
         assert proc.returncode == code, proc.stdout + proc.stderr
         assert SECRET not in proc.stdout + proc.stderr
         assert "Traceback" not in proc.stderr

@@ -6,87 +6,26 @@ Driven through click's CliRunner and, for the exit-code contract, as a real subp
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
-import psycopg2
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
+from helpers import atb_db, atb_subprocess
 
-from atb.cli import cli
 from atb.db import connection
-from atb.db.migrate import apply_pending_migrations
-from atb.db.settings import parse_url
-from atb.testing import settings_for_tests, url_with_database
+from atb.testing import execute_sql, settings_for_tests, url_with_database
 
 pytestmark = pytest.mark.postgres
 
-CLEAN_ENV = {
-    "DATABASE_URL": None,
-    "DATABASE_PUBLIC_URL": None,
-    "ATB_ENV": None,
-    "RAILWAY_ENVIRONMENT_NAME": None,
-    "RAILWAY_ENVIRONMENT": None,
-}
-
-
-@pytest.fixture(autouse=True)
-def _unbind() -> Iterator[None]:
-    yield
-    connection.disconnect()
-
-
-def migrate_to_head(url: str) -> str:
-    db = connection.build_database(settings_for_tests(url))
-    try:
-        apply_pending_migrations(db=db)
-    finally:
-        db.close_all()
-    return url
-
 
 @pytest.fixture
-def migrated_url(make_pg_database: Callable[..., str]) -> str:
-    return migrate_to_head(make_pg_database("atb_cli_verify"))
-
-
-def execute(url: str, *statements: str) -> None:
-    parsed = parse_url(url)
-    params = {
-        "host": parsed.host,
-        "port": parsed.port,
-        "user": parsed.user,
-        "password": parsed.password,
-        "dbname": parsed.database,
-    }
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if v is not None})
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            for statement in statements:
-                cur.execute(statement)
-    finally:
-        conn.close()
+def migrated_url(make_migrated_pg_database: Callable[..., str]) -> str:
+    return make_migrated_pg_database("atb_cli_verify")
 
 
 def verify(*args: str) -> Result:
-    return CliRunner().invoke(cli, ["db", "verify", *args], env=CLEAN_ENV)
-
-
-def atb_subprocess(*args: str) -> subprocess.CompletedProcess:
-    script = Path(sys.executable).with_name("atb")
-    command = (
-        [str(script)]
-        if script.exists()
-        else [sys.executable, "-c", "from atb.cli import main; main()"]
-    )
-    env = {k: v for k, v in os.environ.items() if k not in CLEAN_ENV}
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
+    """`atb db verify *args`."""
+    return atb_db("verify", *args)
 
 
 def test_a_healthy_schema_verifies_with_exit_0(migrated_url: str) -> None:
@@ -104,7 +43,7 @@ def test_a_healthy_schema_verifies_as_a_subprocess(migrated_url: str) -> None:
 
 
 def test_a_damaged_schema_exits_1_naming_each_problem(migrated_url: str) -> None:
-    execute(
+    execute_sql(
         migrated_url,
         "ALTER TABLE trades DROP COLUMN exit_reason",
         "ALTER TABLE positions ALTER COLUMN size TYPE text",
@@ -133,14 +72,14 @@ def test_a_damaged_schema_exits_1_naming_each_problem(migrated_url: str) -> None
 
 
 def test_a_damaged_schema_exits_1_as_a_subprocess(migrated_url: str) -> None:
-    execute(migrated_url, "ALTER TABLE trades DROP COLUMN exit_reason")
+    execute_sql(migrated_url, "ALTER TABLE trades DROP COLUMN exit_reason")
     proc = atb_subprocess("db", "verify", "--url", migrated_url)
     assert proc.returncode == 1
     assert "trades.exit_reason: column is missing" in proc.stdout
 
 
 def test_json_output_has_stable_keys(migrated_url: str) -> None:
-    execute(migrated_url, "ALTER TABLE positions ALTER COLUMN size TYPE text")
+    execute_sql(migrated_url, "ALTER TABLE positions ALTER COLUMN size TYPE text")
     result = verify("--url", migrated_url, "--json")
     assert result.exit_code == 1
     data = json.loads(result.output)
@@ -175,7 +114,7 @@ def test_row_counts_are_exact_for_small_tables_and_estimated_for_large_ones(
 ) -> None:
     from atb.db.admin.verify import verify_database
 
-    execute(
+    execute_sql(
         migrated_url,
         "INSERT INTO market_sessions (name) SELECT 'm' || g FROM generate_series(1, 50) g",
         "ANALYZE market_sessions",

@@ -7,6 +7,7 @@ from decimal import Decimal
 import peewee as pw
 import psycopg2
 import pytest
+from helpers import make_session
 
 from atb.db import connection, local
 from atb.db.errors import ConfigurationError, DatabaseError, DatabaseUnavailable
@@ -17,22 +18,9 @@ from atb.testing import settings_for_tests
 pytestmark = pytest.mark.postgres
 
 
-def new_session(**overrides):
-    values = dict(
-        start_time=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-        mode="LIVE",
-        initial_balance=Decimal("1000"),
-        strategy_name="s",
-        symbol="BTCUSDT",
-        timeframe="1h",
-    )
-    values.update(overrides)
-    return TradingSession.create(**values)
-
-
 def test_a_decimal_with_eighteen_digits_round_trips_exactly(pg_db):
     value = Decimal("9999999999.99999999")
-    row = new_session(initial_balance=value, final_balance=Decimal("-0.00000001"))
+    row = make_session(initial_balance=value, final_balance=Decimal("-0.00000001"))
     again = TradingSession.get_by_id(row.id)
     assert again.initial_balance == value
     assert again.final_balance == Decimal("-0.00000001")
@@ -63,7 +51,7 @@ def test_a_raw_insert_gets_server_defaults(pg_db):
 
 def test_aware_datetimes_are_stored_in_utc_and_read_back_aware(pg_db):
     paris = dt.timezone(dt.timedelta(hours=2))
-    row = new_session(start_time=dt.datetime(2026, 6, 1, 14, 0, tzinfo=paris))
+    row = make_session(start_time=dt.datetime(2026, 6, 1, 14, 0, tzinfo=paris))
     again = TradingSession.get_by_id(row.id)
     assert again.start_time == dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
     assert again.start_time.utcoffset() == dt.timedelta(0)
@@ -77,7 +65,7 @@ def test_session_settings_reach_the_server(pg_db):
 
 
 def test_a_connection_killed_in_use_is_replaced_without_the_caller_noticing(pg_db, pg_server_url):
-    connection.run(lambda: new_session())
+    connection.run(lambda: make_session())
     # Keep the calling thread's connection open, then kill its backend from outside.
     pg_db.connect(reuse_if_open=True)
     pid = pg_db.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
@@ -144,7 +132,7 @@ def test_the_pool_recovers_after_a_server_restart(private_server):
     connection.connect(settings=settings_for_tests(server.url))
     try:
         apply_pending_migrations()
-        connection.run(lambda: new_session())
+        connection.run(lambda: make_session())
 
         local.stop(root)
         with pytest.raises(DatabaseUnavailable) as outage:
@@ -154,7 +142,7 @@ def test_the_pool_recovers_after_a_server_restart(private_server):
         local.start(root)
         count = connection.run(lambda: TradingSession.select().count(), transaction=False)
         assert count == 1
-        connection.run(lambda: new_session())
+        connection.run(lambda: make_session())
         assert connection.run(lambda: TradingSession.select().count(), transaction=False) == 2
     finally:
         connection.disconnect()

@@ -1,147 +1,38 @@
 """DatabaseManager ledger groups on PostgreSQL: JSONB storage, exact numerics, cache expiry and
-size limit, retention cleanup, SQL-computed metrics, and concurrent logging."""
+size limit, set-based retention cleanup, SQL-computed metrics, and concurrent logging.
+
+Ledger behaviour that must hold on SQLite too is tested on both backends in
+test_manager_both_backends.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import statistics
 import threading
 import time
 from decimal import Decimal as D
 
 import peewee as pw
 import pytest
-
-from atb.db.enums import OrderStatus, OrderType, PartialOperationType
-from atb.db.manager import DatabaseManager
-from atb.db.models import (
-    AccountBalance,
-    Order,
-    PartialTrade,
-    PerformanceMetrics,
-    Position,
-    PredictionCache,
-    SystemEvent,
-    Trade,
-    TradingSession,
+from helpers import (
+    SESSION_TABLES,
+    cache_prediction,
+    make_trade,
+    new_session_id,
+    now,
+    populate_session,
+    scalar,
 )
 
+from atb.db.manager import DatabaseManager
+from atb.db.models import PredictionCache, SystemEvent
+
 pytestmark = pytest.mark.postgres
-UTC = dt.UTC
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(UTC)
 
 
 @pytest.fixture
 def manager(pg_db: pw.PostgresqlDatabase) -> DatabaseManager:
     return DatabaseManager(database=pg_db, apply_migrations=False)
-
-
-def scalar(db: pw.Database, sql: str, *params):
-    return db.execute_sql(sql, params).fetchone()[0]
-
-
-def make_session(*, ended_days_ago: float | None = None, initial_balance: str = "1000") -> int:
-    ended = ended_days_ago is not None
-    return TradingSession.create(
-        start_time=now() - dt.timedelta(days=(ended_days_ago or 0) + 1),
-        end_time=now() - dt.timedelta(days=ended_days_ago) if ended else None,
-        is_active=not ended,
-        mode="PAPER",
-        initial_balance=D(initial_balance),
-        strategy_name="ml_basic",
-        symbol="BTCUSDT",
-        timeframe="1h",
-    ).id
-
-
-def make_trade(session_id, pnl, pnl_percent, *, hours=1.0, position_id=None) -> int:
-    exit_time = now() - dt.timedelta(minutes=5)
-    return Trade.create(
-        symbol="BTCUSDT",
-        side="LONG",
-        entry_price=D("100"),
-        exit_price=D("101"),
-        size=D("0.1"),
-        entry_time=exit_time - dt.timedelta(hours=hours),
-        exit_time=exit_time,
-        pnl=D(pnl),
-        pnl_percent=D(pnl_percent),
-        strategy_name="ml_basic",
-        session=session_id,
-        position=position_id,
-    ).id
-
-
-def populate_session(manager: DatabaseManager, session_id: int) -> None:
-    """One row in every table that belongs to a session."""
-    position_id = Position.create(
-        symbol="BTCUSDT",
-        side="LONG",
-        entry_price=D("100"),
-        size=D("0.1"),
-        entry_time=now(),
-        strategy_name="ml_basic",
-        session=session_id,
-    ).id
-    Order.create(
-        position=position_id,
-        order_type=OrderType.ENTRY,
-        status=OrderStatus.FILLED,
-        internal_order_id=f"entry-{position_id}",
-        symbol="BTCUSDT",
-        side="LONG",
-        quantity=D("1"),
-        strategy_name="ml_basic",
-        session=session_id,
-    )
-    PartialTrade.create(
-        position=position_id,
-        operation_type=PartialOperationType.SCALE_IN,
-        size=D("0.25"),
-        price=D("99"),
-    )
-    trade_id = make_trade(session_id, "10", "1", position_id=position_id)
-    manager.log_strategy_execution(
-        "ml_basic",
-        "BTCUSDT",
-        "exit",
-        "closed_position",
-        101,
-        session_id=session_id,
-        trade_id=trade_id,
-    )
-    manager.log_account_snapshot(1000, 1000, 0, 1, 100, 0, session_id=session_id)
-    manager.update_balance(1010, "trade_pnl", session_id=session_id)
-    manager.log_event("TEST", "hello", session_id=session_id)
-    PerformanceMetrics.create(
-        period="daily", period_start=now(), period_end=now(), session=session_id
-    )
-    manager.log_dynamic_performance_metrics(session_id, rolling_win_rate=0.5)
-    manager.log_risk_adjustment(session_id, "volatility", None, "stop_loss_multiplier", 1, 1.5, 1.5)
-    manager.record_optimization_cycle(
-        "ml_basic", "BTCUSDT", "1h", {"sharpe": 1}, None, None, None, "apply", session_id=session_id
-    )
-
-
-SESSION_TABLES = (
-    "strategy_executions",
-    "trades",
-    "partial_trades",
-    "orders",
-    "positions",
-    "account_history",
-    "account_balances",
-    "system_events",
-    "performance_metrics",
-    "dynamic_performance_metrics",
-    "risk_adjustments",
-    "optimization_cycles",
-    "trading_sessions",
-)
 
 
 class SqlLog:
@@ -191,14 +82,6 @@ def test_event_details_are_stored_as_a_jsonb_object(manager, pg_db):
     )
 
 
-def test_unset_event_details_are_sql_null_not_json_null(manager, pg_db):
-    event_id = manager.log_event("TEST", "plain")
-
-    assert (
-        scalar(pg_db, "SELECT details IS NULL FROM system_events WHERE id = %s", event_id) is True
-    )
-
-
 def test_strategy_execution_indicators_keep_numbers_and_null_out_nan(manager, pg_db):
     row_id = manager.log_strategy_execution(
         "ml_basic",
@@ -245,51 +128,17 @@ def test_account_snapshot_money_is_exact(manager, pg_db):
 
 
 def test_balance_ledger_is_exact_numeric(manager, pg_db):
-    sid = make_session()
+    sid = new_session_id()
     manager.update_balance(D("1234.56789012"), "deposit", session_id=sid)
 
     assert scalar(pg_db, "SELECT total_balance::text FROM account_balances") == "1234.56789012"
 
 
-def test_a_failed_adjustment_event_rolls_back_its_balance_row(manager, monkeypatch):
-    sid = make_session()
-
-    def broken_insert(*args, **kwargs):
-        raise RuntimeError("event table unavailable")
-
-    monkeypatch.setattr(SystemEvent, "insert", broken_insert)
-    with pytest.raises(RuntimeError):
-        manager.manual_balance_adjustment(1500, "audit", session_id=sid)
-
-    assert AccountBalance.select().count() == 0
-
-
 # --- prediction cache -------------------------------------------------------------------------
 
 
-def cache(manager, key="k1", **kwargs) -> int:
-    values = dict(
-        model_name="lstm",
-        features_hash="f" * 64,
-        config_hash="c" * 64,
-        predicted_price="43000.12345678",
-        confidence="0.875",
-        direction=-1,
-    )
-    values.update(kwargs)
-    return manager.cache_prediction(key, **values)
-
-
-def test_the_cache_never_returns_an_expired_entry(manager, pg_db):
-    cache(manager, ttl_seconds=600)
-    pg_db.execute_sql("UPDATE prediction_cache SET expires_at = now() - interval '1 second'")
-
-    assert manager.get_cached_prediction("k1") is None
-    assert scalar(pg_db, "SELECT access_count FROM prediction_cache") == 0
-
-
 def test_a_short_ttl_entry_stops_being_served_once_it_expires(manager):
-    cache(manager, ttl_seconds=1)
+    cache_prediction(manager, ttl_seconds=1)
     assert manager.get_cached_prediction("k1") is not None
 
     time.sleep(1.1)
@@ -298,7 +147,7 @@ def test_a_short_ttl_entry_stops_being_served_once_it_expires(manager):
 
 
 def test_a_cache_hit_is_one_update_returning_the_row(manager, caplog):
-    cache(manager)
+    cache_prediction(manager, predicted_price="43000.12345678")
 
     with SqlLog(caplog) as statements:
         hit = manager.get_cached_prediction("k1")
@@ -312,8 +161,8 @@ def test_caching_is_one_upsert_statement(manager, caplog):
     manager.prediction_cache_max_entries = None
 
     with SqlLog(caplog) as statements:
-        cache(manager)
-        cache(manager, predicted_price=1)
+        cache_prediction(manager)
+        cache_prediction(manager, predicted_price=1)
 
     assert len(statements) == 2
     assert all("ON CONFLICT" in sql for sql in statements)
@@ -324,11 +173,11 @@ def test_caching_is_one_upsert_statement(manager, caplog):
 def test_the_cache_size_limit_deletes_the_oldest_in_one_statement(manager, caplog):
     manager.prediction_cache_max_entries = 5
     for i in range(5):
-        cache(manager, f"k{i}")
+        cache_prediction(manager, f"k{i}")
     manager.get_cached_prediction("k0")  # k0 becomes the most recently used
 
     with SqlLog(caplog) as statements:
-        cache(manager, "k5")
+        cache_prediction(manager, "k5")
 
     deletes = [sql for sql in statements if sql.startswith("DELETE")]
     assert len(deletes) == 1
@@ -338,7 +187,7 @@ def test_the_cache_size_limit_deletes_the_oldest_in_one_statement(manager, caplo
 def test_trimming_a_large_overflow_is_still_one_statement(manager, caplog):
     manager.prediction_cache_max_entries = None
     for i in range(300):
-        cache(manager, f"k{i}")
+        cache_prediction(manager, f"k{i}")
 
     with SqlLog(caplog) as statements:
         deleted = manager.trim_prediction_cache(100)
@@ -349,7 +198,7 @@ def test_trimming_a_large_overflow_is_still_one_statement(manager, caplog):
 
 
 def test_prediction_values_are_stored_exactly(manager, pg_db):
-    cache(manager)
+    cache_prediction(manager, predicted_price="43000.12345678", confidence="0.875", direction=-1)
 
     row = pg_db.execute_sql(
         "SELECT predicted_price::text, confidence::text, direction FROM prediction_cache"
@@ -360,50 +209,9 @@ def test_prediction_values_are_stored_exactly(manager, pg_db):
 # --- maintenance ------------------------------------------------------------------------------
 
 
-def rows_of(pg_db, session_id: int) -> dict[str, int]:
-    counts = {}
-    for table in SESSION_TABLES:
-        if table == "trading_sessions":
-            sql = "SELECT count(*) FROM trading_sessions WHERE id = %s"
-        elif table == "partial_trades":
-            sql = (
-                "SELECT count(*) FROM partial_trades WHERE position_id IN "
-                "(SELECT id FROM positions WHERE session_id = %s)"
-            )
-        else:
-            sql = f"SELECT count(*) FROM {table} WHERE session_id = %s"
-        counts[table] = scalar(pg_db, sql, session_id)
-    return counts
-
-
-def test_cleanup_removes_exactly_an_old_sessions_rows_and_keeps_recent_ones(manager, pg_db):
-    old, recent, active = (
-        make_session(ended_days_ago=200),
-        make_session(ended_days_ago=5),
-        make_session(),
-    )
-    for sid in (old, recent, active):
-        populate_session(manager, sid)
-
-    deleted = manager.cleanup_old_data(days_to_keep=90)
-
-    assert deleted == {table: 1 for table in SESSION_TABLES}
-    assert set(rows_of(pg_db, old).values()) == {0}
-    assert set(rows_of(pg_db, recent).values()) == {1}
-    assert set(rows_of(pg_db, active).values()) == {1}
-
-
-def test_cleanup_dry_run_deletes_nothing(manager, pg_db):
-    old = make_session(ended_days_ago=200)
-    populate_session(manager, old)
-
-    assert manager.cleanup_old_data(90, dry_run=True) == {table: 1 for table in SESSION_TABLES}
-    assert set(rows_of(pg_db, old).values()) == {1}
-
-
 def test_cleanup_uses_set_based_deletes(manager, caplog):
     for _ in range(3):
-        populate_session(manager, make_session(ended_days_ago=200))
+        populate_session(manager, new_session_id(ended_days_ago=200))
 
     with SqlLog(caplog) as statements:
         deleted = manager.cleanup_old_data(90)
@@ -412,60 +220,21 @@ def test_cleanup_uses_set_based_deletes(manager, caplog):
     assert len([sql for sql in statements if sql.startswith("DELETE")]) == len(SESSION_TABLES)
 
 
-def test_table_stats_are_exact_counts(manager):
-    sid = make_session()
-    for i in range(7):
-        manager.log_event("TEST", f"event {i}", session_id=sid)
-
-    stats = manager.get_table_stats()
-
-    assert stats["system_events"] == 7
-    assert stats["trading_sessions"] == 1
-
-
 # --- metrics ----------------------------------------------------------------------------------
 
 
-def test_performance_metrics_equal_a_hand_computed_result(manager):
-    sid = make_session()
-    for pnl, pct, hours in (("100", "10", 2), ("-50", "-5", 4), ("30", "3", 1), ("-20", "-2", 1)):
-        make_trade(sid, pnl, pct, hours=hours)
-    start = now() - dt.timedelta(hours=1)
-    for minute, balance in enumerate((1000, 1100, 990, 1050, 1200, 1140)):
-        manager.log_account_snapshot(
-            balance,
-            balance,
-            0,
-            0,
-            0,
-            0,
-            session_id=sid,
-            timestamp=start + dt.timedelta(minutes=minute),
-        )
+def test_the_average_trade_duration_is_exact(manager):
+    sid = new_session_id()
+    for hours in (2, 4, 1, 1):
+        make_trade(sid, "1", "1", hours=hours)
 
     metrics = manager.get_performance_metrics(session_id=sid)
 
-    assert metrics == {
-        "total_trades": 4,
-        "winning_trades": 2,
-        "losing_trades": 2,
-        "win_rate": 50.0,
-        "total_pnl": 60.0,
-        "avg_win": 65.0,
-        "avg_loss": -35.0,
-        "profit_factor": pytest.approx(130 / 70),
-        "best_trade": 100.0,
-        "worst_trade": -50.0,
-        "sharpe_ratio": pytest.approx(
-            statistics.fmean([10, -5, 3, -2]) / statistics.pstdev([10, -5, 3, -2])
-        ),
-        "max_drawdown": 10.0,
-        "avg_trade_duration_hours": 2.0,
-    }
+    assert metrics["avg_trade_duration_hours"] == 2.0
 
 
 def insert_many_trades(pg_db, sessions: int, per_session: int) -> list[int]:
-    ids = [make_session() for _ in range(sessions)]
+    ids = [new_session_id() for _ in range(sessions)]
     pg_db.execute_sql(
         """
         INSERT INTO trades (symbol, side, entry_price, exit_price, size, entry_time, exit_time,

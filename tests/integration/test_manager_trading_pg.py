@@ -1,33 +1,27 @@
 """DatabaseManager trading groups on PostgreSQL: what SQLite cannot show — exact 18-digit numerics,
-CHECK constraints, the single-statement write paths, read-only queries, concurrent order updates,
-and bounded query counts."""
+CHECK constraints, the single-statement write paths, psycopg2's client-side placeholders,
+concurrent order updates, and bounded query counts.
+
+Trading behaviour that must hold on SQLite too (read-only queries, rollbacks, duplicates) is
+tested on both backends in test_manager_both_backends.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
 from decimal import Decimal as D
 
 import peewee as pw
 import pytest
+from helpers import T0, log_position, log_trade, scalar
 
-from atb.db import DatabaseError, DuplicateError, ValidationError
+from atb.db import DatabaseError, ValidationError
 from atb.db.enums import OrderStatus
 from atb.db.manager import DatabaseManager
-from atb.db.models import (
-    AccountHistory,
-    Order,
-    PerformanceMetrics,
-    Position,
-    Trade,
-    TradingSession,
-)
+from atb.db.models import AccountHistory, Order, PerformanceMetrics, Trade, TradingSession
 from atb.db.settings import build_url, parse_url
 
 pytestmark = pytest.mark.postgres
-UTC = dt.UTC
-T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 TERMINAL = {"FILLED", "CANCELLED", "FAILED"}
 
 
@@ -41,46 +35,13 @@ def session_id(manager: DatabaseManager) -> int:
     return manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "live", "10000")
 
 
-def scalar(db: pw.Database, sql: str, *params):
-    return db.execute_sql(sql, params).fetchone()[0]
-
-
-def trade(manager: DatabaseManager, **overrides) -> int:
-    args = {
-        "symbol": "BTCUSDT", "side": "LONG", "entry_price": "100", "exit_price": "110",
-        "size": "0.1", "entry_time": T0 - dt.timedelta(hours=1), "exit_time": T0, "pnl": "10",
-        "exit_reason": "take_profit", "strategy_name": "ml_basic",
-    }  # fmt: skip
-    return manager.log_trade(**{**args, **overrides})
-
-
-def position(manager: DatabaseManager, **overrides) -> int:
-    args = {"symbol": "BTCUSDT", "side": "long", "entry_price": "100", "size": "0.1",
-            "strategy_name": "ml_basic", "quantity": "0.01"}  # fmt: skip
-    return manager.log_position(**{**args, **overrides})
-
-
-@pytest.fixture
-def statements(pg_db: pw.PostgresqlDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
-    """Every SQL statement the bound database sends while the test body runs."""
-    seen: list[str] = []
-    original = pg_db.execute_sql
-
-    def counting(sql, params=None):
-        seen.append(sql)
-        return original(sql, params)
-
-    monkeypatch.setattr(pg_db, "execute_sql", counting)
-    yield seen
-
-
 # --- exact numerics and constraints -----------------------------------------------------------
 
 
 def test_eighteen_digit_amounts_round_trip_exactly(
     manager: DatabaseManager, pg_db: pw.Database, session_id: int
 ) -> None:
-    trade_id = trade(manager, entry_price="9999999999.99999999", exit_price="0.00000001",
+    trade_id = log_trade(manager, entry_price="9999999999.99999999", exit_price="0.00000001",
                      pnl="-9999999999.99999998", size="1234567890.12345678")  # fmt: skip
 
     stored = manager.get_recent_trades()[0]
@@ -96,7 +57,7 @@ def test_eighteen_digit_amounts_round_trip_exactly(
 def test_a_ninth_decimal_is_rounded_half_even_before_storage(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, entry_price="0.123456785", exit_price="0.123456775", pnl="0.000000005")
+    log_trade(manager, entry_price="0.123456785", exit_price="0.123456775", pnl="0.000000005")
 
     stored = manager.get_recent_trades()[0]
     assert (stored["entry_price"], stored["exit_price"]) == (D("0.12345678"), D("0.12345678"))
@@ -107,7 +68,7 @@ def test_a_pnl_percent_that_does_not_fit_numeric_18_8_is_refused(
     manager: DatabaseManager, session_id: int
 ) -> None:
     with pytest.raises(ValidationError, match="pnl_percent"):
-        trade(manager, entry_price="0.00000001", exit_price="9999999999")
+        log_trade(manager, entry_price="0.00000001", exit_price="9999999999")
 
     assert Trade.select().count() == 0
 
@@ -115,7 +76,7 @@ def test_a_pnl_percent_that_does_not_fit_numeric_18_8_is_refused(
 def test_check_constraints_refuse_raw_sql_outside_the_enums(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
 
     with pytest.raises(DatabaseError, match="check"):
         manager.execute_query(
@@ -130,7 +91,7 @@ def test_end_of_session_totals_are_exact(
     manager: DatabaseManager, pg_db: pw.Database, session_id: int
 ) -> None:
     for pnl in ("0.10000001", "-0.2", "0.30000002"):
-        trade(manager, pnl=pnl)
+        log_trade(manager, pnl=pnl)
     for hours, balance in ((1, "10500.5"), (2, "9450.45"), (3, "11000")):
         AccountHistory.create(timestamp=T0 + dt.timedelta(hours=hours), balance=D(balance),
                               equity=D(balance), session=session_id)  # fmt: skip
@@ -147,56 +108,15 @@ def test_end_of_session_totals_are_exact(
 # --- single-statement write paths -------------------------------------------------------------
 
 
-def test_a_duplicate_trade_leaves_trades_and_the_daily_row_untouched(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    trade(manager, order_id="ex-1", pnl="1.5")
-
-    with pytest.raises(DuplicateError):
-        trade(manager, order_id="ex-1", pnl="-100")
-
-    assert Trade.select().count() == 1
-    (daily,) = PerformanceMetrics.select()
-    assert (daily.total_trades, daily.total_return, daily.worst_trade_pnl) == (
-        1,
-        D("1.5"),
-        D("1.5"),
-    )
-
-
-def test_a_duplicate_exchange_id_leaves_no_orphan_position(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    position(manager, entry_order_id="ex-7")
-
-    with pytest.raises(DuplicateError):
-        position(manager, entry_order_id="ex-7")
-
-    assert Position.select().count() == 1
-    assert Order.select().count() == 1
-
-
 def test_a_position_and_its_entry_order_share_one_statement(
     manager: DatabaseManager, session_id: int, statements: list
 ) -> None:
-    position_id = position(manager, entry_order_id="ex-8")
+    position_id = log_position(manager, entry_order_id="ex-8")
 
     assert len(statements) == 1
     (order,) = Order.select().where(Order.position == position_id)
     assert (order.exchange_order_id, order.status) == ("ex-8", OrderStatus.FILLED)
     assert order.session_id == session_id
-
-
-def test_writes_inside_get_session_roll_back_together(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    with pytest.raises(RuntimeError), manager.get_session():
-        trade(manager, order_id="a")
-        position(manager, entry_order_id="b")
-        raise RuntimeError("boom")
-
-    assert (Trade.select().count(), Position.select().count(), Order.select().count()) == (0, 0, 0)
-    assert PerformanceMetrics.select().count() == 0
 
 
 def test_bulk_trades_sum_exactly_into_their_daily_rows(
@@ -225,7 +145,7 @@ def test_active_positions_take_at_most_two_queries_for_a_hundred(
     manager: DatabaseManager, session_id: int, statements: list
 ) -> None:
     for i in range(100):
-        position_id = position(manager, entry_order_id=f"e{i}")
+        position_id = log_position(manager, entry_order_id=f"e{i}")
         manager.create_order(position_id, "partial_exit", "BTCUSDT", "sell", "0.005", "s")
     statements.clear()
 
@@ -236,47 +156,16 @@ def test_active_positions_take_at_most_two_queries_for_a_hundred(
     assert all(len(p["orders"]) == 2 for p in active)
 
 
-def test_read_only_queries_refuse_writes(manager: DatabaseManager, session_id: int) -> None:
-    with pytest.raises(DatabaseError, match="read-only"):
-        manager.execute_query("DELETE FROM trading_sessions")
-
-    assert TradingSession.select().count() == 1
-
-
-def test_a_read_only_query_inside_a_session_leaves_it_writable(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    with manager.get_session():
-        rows = manager.execute_query("SELECT count(*) AS n FROM trades")
-        trade(manager)
-
-    assert rows == [{"n": 0}]
-    assert Trade.select().count() == 1
-
-
-def test_bad_sql_raises_database_error(manager: DatabaseManager) -> None:
-    with pytest.raises(DatabaseError):
-        manager.execute_query("SELECT * FROM no_such_table")
+def test_a_placeholder_count_mismatch_is_reported_as_such(manager: DatabaseManager) -> None:
+    # psycopg2 formats parameters client-side; its IndexError/TypeError must not leak out.
     with pytest.raises(DatabaseError, match="placeholders"):
         manager.execute_query("SELECT %s, %s", (1,))
-
-
-def test_execute_query_placeholders_and_percent_signs(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    like = manager.execute_query("SELECT symbol FROM trading_sessions WHERE symbol LIKE 'BTC%'")
-    bound = manager.execute_query(
-        "SELECT symbol, '100%%' AS pct FROM trading_sessions WHERE id = %s", (session_id,)
-    )
-
-    assert like == [{"symbol": "BTCUSDT"}]
-    assert bound == [{"symbol": "BTCUSDT", "pct": "100%"}]
 
 
 def test_reads_return_aware_utc_datetimes_and_json(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, strategy_config={"risk": D("0.02"), "bad": float("nan")})
+    log_trade(manager, strategy_config={"risk": D("0.02"), "bad": float("nan")})
 
     (stored,) = manager.get_recent_trades()
     assert stored["exit_time"] == T0 and stored["exit_time"].utcoffset() == dt.timedelta(0)
@@ -311,7 +200,7 @@ def test_the_manager_keeps_working_after_close(manager: DatabaseManager, session
     manager.close()
     manager.cleanup_connection_pool()
 
-    trade(manager)
+    log_trade(manager)
 
     assert manager.get_connection_stats()["pool_in_use"] == 0
     assert len(manager.get_recent_trades()) == 1
@@ -343,7 +232,7 @@ def _race(calls: list) -> list:
 def test_concurrent_updates_cannot_resurrect_a_terminal_order(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
     statuses = ["filled", "cancelled", "open", "partially_filled", "rejected", "pending"]
     for _ in range(15):
         order_id = manager.create_order(position_id, "full_exit", "BTCUSDT", "sell", "1", "s")
@@ -367,7 +256,7 @@ def test_concurrent_updates_cannot_resurrect_a_terminal_order(
 
 
 def test_concurrent_closes_succeed_once(manager: DatabaseManager, session_id: int) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
 
     results = _race([lambda: manager.close_position(position_id, exit_price="105")] * 6)
 

@@ -21,7 +21,9 @@ COMMANDS = sorted(db_group.commands)
 
 def documentation() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert re.search(r"^## Commands\s*$", text, re.MULTILINE), "README.md has no ## Commands section"
+    assert re.search(r"^## Commands\s*$", text, re.MULTILINE), (
+        "README.md has no ## Commands section"
+    )
     return text
 
 

@@ -8,54 +8,19 @@ and the CLI is pointed at them and at a temporary migrations folder.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterator
 from pathlib import Path
 
 import peewee as pw
 import pytest
 from click.testing import CliRunner
+from helpers import rows, stand_in_models
 from peewee_migrate import Router
 
 from atb.cli import cli
-from atb.db import fields
 from atb.db.admin import schema_diff
 from atb.db.errors import MigrationError, ValidationError
 from atb.db.migrate import apply_pending_migrations
-
-
-def build_models(version: int) -> list[type[pw.Model]]:
-    """Version 1, or version 2: wider name, enum gains BLUE, two new columns, index made unique."""
-    members = ["RED", "GREEN"] + (["BLUE"] if version >= 2 else [])
-    color_enum = enum.StrEnum("Color", [(m, m) for m in members])
-    proxy = pw.DatabaseProxy()
-
-    class Base(pw.Model):
-        class Meta:
-            database = proxy
-            legacy_table_names = False
-
-    class Parent(Base):
-        name = pw.CharField(max_length=20 if version == 1 else 40)
-        color = fields.EnumField(color_enum, server_default="RED")
-        created_at = fields.UTCDateTimeField(server_now=True, null=True)
-        if version >= 2:
-            note = pw.TextField(null=True)
-            hits = fields.CountField()
-
-        class Meta:
-            table_name = "parents"
-
-    class Child(Base):
-        parent = pw.ForeignKeyField(Parent, on_delete="CASCADE", backref="children", index=False)
-        amount = fields.MoneyField()
-        data = fields.JsonField(null=True)
-
-        class Meta:
-            table_name = "children"
-            indexes = ((("parent_id", "amount"), version >= 2),)
-
-    return [Parent, Child]
 
 
 @pytest.fixture
@@ -69,7 +34,7 @@ def migrations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def use_models(monkeypatch: pytest.MonkeyPatch):
     def use(version: int) -> None:
-        models = build_models(version)
+        models = stand_in_models(version)
         monkeypatch.setattr(schema_diff, "_default_models", lambda: models)
 
     return use
@@ -85,10 +50,6 @@ def sqlite(tmp_path: Path) -> Iterator[pw.SqliteDatabase]:
 
 def run(*args: str):
     return CliRunner().invoke(cli, ["db", *args])
-
-
-def rows(db: pw.Database, table: str) -> list[tuple]:
-    return db.execute_sql(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
 
 
 def test_check_fails_until_makemigrations_covers_the_models(migrations: Path, use_models) -> None:
@@ -125,7 +86,7 @@ def test_check_json_lists_the_operations(migrations: Path, use_models) -> None:
 def test_generated_migration_keeps_parent_and_child_rows_on_sqlite(
     migrations: Path, sqlite: pw.SqliteDatabase
 ) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=migrations)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=migrations)
     apply_pending_migrations(db=sqlite, directory=migrations)
     sqlite.execute_sql(
         "INSERT INTO parents (name, color) VALUES ('first', 'GREEN'), ('second', 'RED')"
@@ -135,7 +96,7 @@ def test_generated_migration_keeps_parent_and_child_rows_on_sqlite(
     )
     before_parents, before_children = rows(sqlite, "parents"), rows(sqlite, "children")
 
-    path = schema_diff.make_migration("second", models=build_models(2), directory=migrations)
+    path = schema_diff.make_migration("second", models=stand_in_models(2), directory=migrations)
     assert "codegen.sqlite_foreign_keys_off" in path.read_text()
     assert apply_pending_migrations(db=sqlite, directory=migrations) == ["002_second"]
 
@@ -144,13 +105,13 @@ def test_generated_migration_keeps_parent_and_child_rows_on_sqlite(
     assert [row[4:] for row in rows(sqlite, "parents")] == [(None, 0), (None, 0)]
     assert sqlite.pragma("foreign_keys") == 1
     assert sqlite.execute_sql("PRAGMA foreign_key_check").fetchall() == []
-    assert not schema_diff.diff_models(build_models(2), migrations).has_changes
+    assert not schema_diff.diff_models(stand_in_models(2), migrations).has_changes
 
 
 def test_the_new_schema_is_enforced_on_sqlite(migrations: Path, sqlite: pw.SqliteDatabase) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=migrations)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=migrations)
     apply_pending_migrations(db=sqlite, directory=migrations)
-    schema_diff.make_migration("second", models=build_models(2), directory=migrations)
+    schema_diff.make_migration("second", models=stand_in_models(2), directory=migrations)
     apply_pending_migrations(db=sqlite, directory=migrations)
 
     sqlite.execute_sql("INSERT INTO parents (name, color) VALUES ('blue', 'BLUE')")
@@ -168,8 +129,8 @@ def test_the_new_schema_is_enforced_on_sqlite(migrations: Path, sqlite: pw.Sqlit
 def test_the_generated_rollback_restores_the_previous_schema_on_sqlite(
     migrations: Path, sqlite: pw.SqliteDatabase
 ) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=migrations)
-    schema_diff.make_migration("second", models=build_models(2), directory=migrations)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=migrations)
+    schema_diff.make_migration("second", models=stand_in_models(2), directory=migrations)
     apply_pending_migrations(db=sqlite, directory=migrations)
     sqlite.execute_sql("INSERT INTO parents (name, color) VALUES ('kept', 'GREEN')")
     sqlite.execute_sql("INSERT INTO children (parent_id, amount) VALUES (1, 1)")
@@ -216,8 +177,8 @@ def test_an_invalid_migration_name_is_a_usage_error(migrations: Path, name: str)
 
 
 def test_a_not_null_column_without_default_is_refused(migrations: Path) -> None:
-    schema_diff.make_migration("initial", models=build_models(1), directory=migrations)
-    models = build_models(1)
+    schema_diff.make_migration("initial", models=stand_in_models(1), directory=migrations)
+    models = stand_in_models(1)
     models[0]._meta.add_field("required", pw.IntegerField())
     with pytest.raises(MigrationError, match=r"parents\.required is NOT NULL without a default"):
         schema_diff.make_migration("bad", models=models, directory=migrations)
@@ -228,7 +189,7 @@ def test_an_unreadable_migration_is_one_clear_error(migrations: Path) -> None:
         "def migrate(migrator, database, fake=False):\n    1/0\n"
     )
     with pytest.raises(MigrationError, match="cannot read migration 001_broken"):
-        schema_diff.diff_models(build_models(1), migrations)
+        schema_diff.diff_models(stand_in_models(1), migrations)
 
 
 def test_the_atb_models_regenerate_into_a_migration_that_matches_them(

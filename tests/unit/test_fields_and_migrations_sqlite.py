@@ -7,24 +7,12 @@ from decimal import Decimal
 
 import peewee as pw
 import pytest
+from helpers import make_session
 
 from atb.db.enums import EventType, PositionSide, TradeSource
 from atb.db.fields import dumps_json, to_json_safe
 from atb.db.migrate import HISTORY_TABLE, available_migrations, migration_state
 from atb.db.models import ALL_MODELS, SystemEvent, TradingSession
-
-
-def make_session(**overrides):
-    values = dict(
-        start_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-        mode="BACKTEST",
-        initial_balance=Decimal("100"),
-        strategy_name="s",
-        symbol="ETHUSDT",
-        timeframe="4h",
-    )
-    values.update(overrides)
-    return TradingSession.create(**values)
 
 
 def test_the_sqlite_fixture_builds_the_schema_through_the_migrations(sqlite_db):

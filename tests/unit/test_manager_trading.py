@@ -1,17 +1,19 @@
 """DatabaseManager trading groups on SQLite: connection, sessions, trades, positions, partial
-operations and orders. Each test states one behaviour and checks what the database holds."""
+operations and orders. Each test states one behaviour and checks what the database holds.
+
+Trading behaviour that must hold on PostgreSQL too (read-only queries, rollbacks, duplicates) is
+tested on both backends in tests/integration/test_manager_both_backends.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import json
-from collections.abc import Iterator
 
-import peewee as pw
 import pytest
+from helpers import T0, log_position, log_trade
 
-from atb.db import DatabaseError, DuplicateError, NotFound, ValidationError
+from atb.db import DuplicateError, NotFound, ValidationError
 from atb.db.enums import EventType, OrderStatus, PositionSide
 from atb.db.manager import DatabaseManager
 from atb.db.models import (
@@ -27,26 +29,11 @@ from atb.db.models import (
 
 UTC = dt.UTC
 D = decimal.Decimal
-T0 = dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def manager(sqlite_db: pw.SqliteDatabase) -> DatabaseManager:
-    return DatabaseManager(database=sqlite_db, apply_migrations=False)
 
 
 @pytest.fixture
 def session_id(manager: DatabaseManager) -> int:
     return manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", 1000)
-
-
-def trade(manager: DatabaseManager, **overrides) -> int:
-    args = {
-        "symbol": "BTCUSDT", "side": "LONG", "entry_price": 100, "exit_price": 110, "size": 0.1,
-        "entry_time": T0 - dt.timedelta(hours=1), "exit_time": T0, "pnl": 10,
-        "exit_reason": "take_profit", "strategy_name": "ml_basic",
-    }  # fmt: skip
-    return manager.log_trade(**{**args, **overrides})
 
 
 def trade_row(**overrides) -> dict:
@@ -58,31 +45,11 @@ def trade_row(**overrides) -> dict:
     return {**row, **overrides}
 
 
-def position(manager: DatabaseManager, **overrides) -> int:
-    args = {"symbol": "BTCUSDT", "side": "long", "entry_price": 100, "size": 0.1,
-            "strategy_name": "ml_basic", "quantity": 0.01}  # fmt: skip
-    return manager.log_position(**{**args, **overrides})
-
-
 def daily(session_id: int | None = None) -> list[PerformanceMetrics]:
     query = PerformanceMetrics.select().where(PerformanceMetrics.period == "daily")
     if session_id is not None:
         query = query.where(PerformanceMetrics.session == session_id)
     return list(query.order_by(PerformanceMetrics.period_start))
-
-
-@pytest.fixture
-def statements(sqlite_db: pw.SqliteDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[list]:
-    """Every SQL statement the bound database runs while the test body runs."""
-    seen: list[str] = []
-    original = sqlite_db.execute_sql
-
-    def counting(sql, params=None):
-        seen.append(sql)
-        return original(sql, params)
-
-    monkeypatch.setattr(sqlite_db, "execute_sql", counting)
-    yield seen
 
 
 # --- connection -------------------------------------------------------------------------------
@@ -100,44 +67,6 @@ def test_database_info_names_the_backend_and_pool(manager: DatabaseManager) -> N
     assert {"pool_size", "pool_in_use", "pool_idle"} <= set(info)
 
 
-def test_execute_query_takes_percent_s_placeholders_on_sqlite(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    rows = manager.execute_query(
-        "SELECT id, symbol, '100%%' AS pct FROM trading_sessions WHERE id = %s", (session_id,)
-    )
-
-    assert rows == [{"id": session_id, "symbol": "BTCUSDT", "pct": "100%"}]
-
-
-def test_execute_query_without_parameters_sends_the_sql_as_written(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    rows = manager.execute_query("SELECT symbol FROM trading_sessions WHERE symbol LIKE 'BTC%'")
-
-    assert rows == [{"symbol": "BTCUSDT"}]
-
-
-def test_execute_query_refuses_a_write_on_the_read_only_path(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    with pytest.raises(DatabaseError):
-        manager.execute_query("DELETE FROM trading_sessions")
-
-    assert TradingSession.select().count() == 1
-
-
-def test_a_read_only_query_inside_a_session_leaves_it_writable(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    with manager.get_session():
-        rows = manager.execute_query("SELECT count(*) AS n FROM trades")
-        trade(manager)
-
-    assert rows == [{"n": 0}]
-    assert Trade.select().count() == 1
-
-
 def test_execute_query_writes_when_told_to(manager: DatabaseManager, session_id: int) -> None:
     manager.execute_query(
         "UPDATE trading_sessions SET symbol = %s WHERE id = %s", ("ETHUSDT", session_id),
@@ -147,30 +76,12 @@ def test_execute_query_writes_when_told_to(manager: DatabaseManager, session_id:
     assert TradingSession.get_by_id(session_id).symbol == "ETHUSDT"
 
 
-def test_execute_query_raises_database_error_on_bad_sql(manager: DatabaseManager) -> None:
-    with pytest.raises(DatabaseError):
-        manager.execute_query("SELEC nonsense")
-
-
-def test_manager_calls_inside_get_session_roll_back_together(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    with pytest.raises(RuntimeError), manager.get_session():
-        trade(manager, order_id="inside")
-        position(manager)
-        raise RuntimeError("boom")
-
-    assert Trade.select().count() == 0
-    assert Position.select().count() == 0
-    assert Order.select().count() == 0
-
-
 def test_manager_calls_inside_get_session_commit_together(
     manager: DatabaseManager, session_id: int
 ) -> None:
     with manager.atomic():
-        trade(manager)
-        position(manager)
+        log_trade(manager)
+        log_position(manager)
 
     assert Trade.select().count() == 1
     assert Position.select().count() == 1
@@ -189,7 +100,7 @@ def test_creating_a_session_accepts_any_case_mode_and_makes_it_current(
     assert stored.initial_balance == D("2500.5")
     assert stored.is_active is True
     assert manager.get_active_session_id() == session_id
-    trade(manager)
+    log_trade(manager)
     assert Trade.get().session_id == session_id
 
 
@@ -212,7 +123,7 @@ def test_an_unknown_mode_is_refused_and_nothing_is_written(manager: DatabaseMana
 
 def test_ending_a_session_computes_its_totals(manager: DatabaseManager, session_id: int) -> None:
     for pnl in (10, -5, 20):
-        trade(manager, pnl=pnl)
+        log_trade(manager, pnl=pnl)
     for when, balance in ((1, 1100), (2, 990), (3, 1200)):
         AccountHistory.create(timestamp=T0 + dt.timedelta(hours=when), balance=balance,
                               equity=balance, session=session_id)  # fmt: skip
@@ -251,7 +162,7 @@ def test_ending_a_session_without_trades_gives_zero_totals(
 def test_ending_a_session_logs_engine_stop_with_its_totals(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, pnl=7)
+    log_trade(manager, pnl=7)
 
     manager.end_trading_session()
 
@@ -308,8 +219,8 @@ def test_the_active_session_id_is_the_newest_active_one(manager: DatabaseManager
 def test_a_trade_is_stored_with_its_derived_pnl_percent(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    long_id = trade(manager, entry_price=200, exit_price=230)
-    short_id = trade(manager, side="sell", entry_price=200, exit_price=230, pnl=-3)
+    long_id = log_trade(manager, entry_price=200, exit_price=230)
+    short_id = log_trade(manager, side="sell", entry_price=200, exit_price=230, pnl=-3)
 
     assert Trade.get_by_id(long_id).pnl_percent == 15
     assert Trade.get_by_id(short_id).pnl_percent == -15
@@ -319,14 +230,14 @@ def test_a_trade_is_stored_with_its_derived_pnl_percent(
 def test_a_strategy_config_is_stored_as_sanitised_json(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, strategy_config={"risk": D("0.02"), "bad": float("inf"), "at": T0})
+    log_trade(manager, strategy_config={"risk": D("0.02"), "bad": float("inf"), "at": T0})
 
     (stored,) = manager.get_recent_trades()
     assert stored["strategy_config"] == {"risk": 0.02, "bad": None, "at": T0.isoformat()}
 
 
 def test_a_given_pnl_percent_is_kept(manager: DatabaseManager, session_id: int) -> None:
-    trade_id = trade(manager, pnl_percent="1.23456789")
+    trade_id = log_trade(manager, pnl_percent="1.23456789")
 
     assert Trade.get_by_id(trade_id).pnl_percent == D("1.23456789")
 
@@ -335,7 +246,7 @@ def test_a_given_pnl_percent_is_kept(manager: DatabaseManager, session_id: int) 
 def test_side_accepts_names_aliases_and_members(
     manager: DatabaseManager, session_id: int, side: object
 ) -> None:
-    assert Trade.get_by_id(trade(manager, side=side)).side is PositionSide.LONG
+    assert Trade.get_by_id(log_trade(manager, side=side)).side is PositionSide.LONG
 
 
 @pytest.mark.parametrize(
@@ -355,7 +266,7 @@ def test_bad_trade_input_is_refused_naming_the_field_and_nothing_is_written(
     manager: DatabaseManager, session_id: int, field: str, value: object, message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message) as caught:
-        trade(manager, **{field: value})
+        log_trade(manager, **{field: value})
 
     assert caught.value.field == field
     assert Trade.select().count() == 0
@@ -366,7 +277,7 @@ def test_naive_times_are_taken_as_utc_and_aware_ones_converted(
     manager: DatabaseManager, session_id: int
 ) -> None:
     plus_two = dt.timezone(dt.timedelta(hours=2))
-    trade(manager, entry_time=dt.datetime(2024, 3, 1, 10, 0),
+    log_trade(manager, entry_time=dt.datetime(2024, 3, 1, 10, 0),
           exit_time=dt.datetime(2024, 3, 1, 14, 0, tzinfo=plus_two))  # fmt: skip
 
     stored = manager.get_recent_trades()[0]
@@ -374,24 +285,12 @@ def test_naive_times_are_taken_as_utc_and_aware_ones_converted(
     assert stored["exit_time"] == dt.datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def test_a_duplicate_order_id_in_a_session_writes_nothing(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    trade(manager, order_id="ex-1")
-
-    with pytest.raises(DuplicateError):
-        trade(manager, exit_order_id="ex-1", pnl=-50)
-
-    assert Trade.select().count() == 1
-    assert [row.total_trades for row in daily()] == [1]
-
-
 def test_the_same_order_id_may_appear_in_another_session(manager: DatabaseManager) -> None:
     first = manager.create_trading_session("a", "BTCUSDT", "1h", "paper", 1)
     second = manager.create_trading_session("b", "BTCUSDT", "1h", "paper", 1)
 
-    trade(manager, order_id="ex-1", session_id=first)
-    trade(manager, order_id="ex-1", session_id=second)
+    log_trade(manager, order_id="ex-1", session_id=first)
+    log_trade(manager, order_id="ex-1", session_id=second)
 
     assert Trade.select().where(Trade.order_id == "ex-1").count() == 2
 
@@ -399,9 +298,9 @@ def test_the_same_order_id_may_appear_in_another_session(manager: DatabaseManage
 def test_the_daily_row_counts_every_trade_of_the_day(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, pnl=10)
-    trade(manager, pnl=-4, exit_time=T0 + dt.timedelta(hours=3))
-    trade(manager, pnl=25, exit_time=T0 - dt.timedelta(hours=11))
+    log_trade(manager, pnl=10)
+    log_trade(manager, pnl=-4, exit_time=T0 + dt.timedelta(hours=3))
+    log_trade(manager, pnl=25, exit_time=T0 - dt.timedelta(hours=11))
 
     (row,) = daily(session_id)
     assert (row.total_trades, row.winning_trades, row.losing_trades) == (3, 2, 1)
@@ -415,15 +314,15 @@ def test_the_daily_row_counts_every_trade_of_the_day(
 def test_trades_on_different_days_get_their_own_daily_rows(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, exit_time=T0)
-    trade(manager, exit_time=T0 + dt.timedelta(days=1), entry_time=T0)
+    log_trade(manager, exit_time=T0)
+    log_trade(manager, exit_time=T0 + dt.timedelta(days=1), entry_time=T0)
 
     assert [row.period_start.day for row in daily(session_id)] == [1, 2]
 
 
 def test_a_trade_without_a_session_adds_no_daily_row(manager: DatabaseManager) -> None:
-    trade(manager)
-    trade(manager)
+    log_trade(manager)
+    log_trade(manager)
 
     assert Trade.select().count() == 2
     assert daily() == []
@@ -488,7 +387,7 @@ def test_recent_trades_are_newest_first_with_plain_values(
     manager: DatabaseManager, session_id: int
 ) -> None:
     for hours in (1, 3, 2):
-        trade(manager, exit_time=T0 + dt.timedelta(hours=hours), pnl=hours)
+        log_trade(manager, exit_time=T0 + dt.timedelta(hours=hours), pnl=hours)
 
     recent = manager.get_recent_trades(limit=2)
 
@@ -501,9 +400,9 @@ def test_recent_trades_are_newest_first_with_plain_values(
 
 def test_recent_trades_are_limited_to_the_current_session(manager: DatabaseManager) -> None:
     other = manager.create_trading_session("a", "BTCUSDT", "1h", "paper", 1)
-    trade(manager)
+    log_trade(manager)
     current = manager.create_trading_session("b", "BTCUSDT", "1h", "paper", 1)
-    trade(manager)
+    log_trade(manager)
 
     assert [t["session_id"] for t in manager.get_recent_trades()] == [current]
     assert [t["session_id"] for t in manager.get_recent_trades(session_id=other)] == [other]
@@ -512,9 +411,9 @@ def test_recent_trades_are_limited_to_the_current_session(manager: DatabaseManag
 def test_trades_by_symbol_and_date_start_at_the_entry_time(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    trade(manager, entry_time=T0 - dt.timedelta(days=2), exit_time=T0)
-    wanted = trade(manager, entry_time=T0, exit_time=T0 + dt.timedelta(hours=1))
-    trade(manager, symbol="ETHUSDT", entry_time=T0, exit_time=T0)
+    log_trade(manager, entry_time=T0 - dt.timedelta(days=2), exit_time=T0)
+    wanted = log_trade(manager, entry_time=T0, exit_time=T0 + dt.timedelta(hours=1))
+    log_trade(manager, symbol="ETHUSDT", entry_time=T0, exit_time=T0)
 
     found = manager.get_trades_by_symbol_and_date("BTCUSDT", T0 - dt.timedelta(days=1))
 
@@ -527,7 +426,7 @@ def test_trades_by_symbol_and_date_start_at_the_entry_time(
 def test_logging_a_position_writes_it_with_a_filled_entry_order(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager, entry_order_id="ex-9", entry_price="101.5", quantity="0.02")
+    position_id = log_position(manager, entry_order_id="ex-9", entry_price="101.5", quantity="0.02")
 
     stored = Position.get_by_id(position_id)
     assert (stored.original_size, stored.current_size) == (D("0.1"), 1)
@@ -541,22 +440,10 @@ def test_logging_a_position_writes_it_with_a_filled_entry_order(
     assert order.internal_order_id
 
 
-def test_a_taken_entry_order_id_leaves_no_position_behind(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    position(manager, entry_order_id="ex-1")
-
-    with pytest.raises(DuplicateError):
-        position(manager, entry_order_id="ex-1")
-
-    assert Position.select().count() == 1
-    assert Order.select().count() == 1
-
-
 def test_updating_a_position_changes_only_the_given_columns(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager, stop_loss=90, take_profit=120)
+    position_id = log_position(manager, stop_loss=90, take_profit=120)
 
     assert manager.update_position(position_id, stop_loss=95, trailing_stop_activated=True)
 
@@ -570,7 +457,7 @@ def test_updating_a_position_changes_only_the_given_columns(
 def test_a_new_price_derives_the_unrealized_percent(
     manager: DatabaseManager, session_id: int, side: str, expected: decimal.Decimal
 ) -> None:
-    position_id = position(manager, side=side, entry_price=200)
+    position_id = log_position(manager, side=side, entry_price=200)
 
     manager.update_position(position_id, current_price=210, unrealized_pnl=1)
 
@@ -580,7 +467,7 @@ def test_a_new_price_derives_the_unrealized_percent(
 def test_updating_an_unknown_or_closed_position_returns_false(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
     manager.close_position(position_id, exit_price=105)
 
     assert manager.update_position(999, current_price=1) is False
@@ -591,7 +478,7 @@ def test_updating_an_unknown_or_closed_position_returns_false(
 def test_closing_a_closed_position_changes_nothing(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
     assert manager.close_position(position_id, exit_price=105, pnl=0.5) is True
     closed = Position.get_by_id(position_id)
 
@@ -604,8 +491,8 @@ def test_closing_a_closed_position_changes_nothing(
 
 
 def test_active_positions_come_with_their_orders(manager: DatabaseManager, session_id: int) -> None:
-    kept = position(manager)
-    closed = position(manager)
+    kept = log_position(manager)
+    closed = log_position(manager)
     manager.close_position(closed)
     manager.create_order(kept, "partial_exit", "BTCUSDT", "short", 0.005, "ml_basic")
 
@@ -620,7 +507,7 @@ def test_active_positions_take_two_queries_whatever_their_number(
     manager: DatabaseManager, session_id: int, statements: list
 ) -> None:
     for _ in range(30):
-        position(manager)
+        log_position(manager)
     statements.clear()
 
     assert len(manager.get_active_positions()) == 30
@@ -631,7 +518,7 @@ def test_active_positions_take_two_queries_whatever_their_number(
 def test_marking_and_closing_a_position_are_single_statements(
     manager: DatabaseManager, session_id: int, statements: list
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
     statements.clear()
 
     manager.update_position(position_id, current_price=101, mfe=0.01, stop_loss=95)
@@ -650,7 +537,7 @@ def test_get_position_returns_none_for_an_unknown_id(manager: DatabaseManager) -
 def test_partial_exits_shrink_the_position_down_to_zero(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
 
     assert manager.apply_partial_exit_update(position_id, 0.3, 105, target_level=1, pnl=1.5)
     assert manager.apply_partial_exit_update(position_id, "0.8", 106, target_level=2)
@@ -664,7 +551,7 @@ def test_partial_exits_shrink_the_position_down_to_zero(
 
 
 def test_scale_ins_grow_the_position_up_to_one(manager: DatabaseManager, session_id: int) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
     manager.apply_partial_exit_update(position_id, 0.5, 105, target_level=1)
 
     assert manager.apply_scale_in_update(position_id, 0.25, 99, threshold_level=0)
@@ -685,7 +572,7 @@ def test_partial_operations_on_an_unknown_position_return_false(
 
 
 def test_a_fraction_above_one_is_refused(manager: DatabaseManager, session_id: int) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
 
     with pytest.raises(ValidationError, match="executed_fraction_of_original"):
         manager.apply_partial_exit_update(position_id, 1.5, 100, target_level=1)
@@ -696,7 +583,7 @@ def test_a_fraction_above_one_is_refused(manager: DatabaseManager, session_id: i
 def test_log_partial_trade_accepts_lower_case_operation_names(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager)
+    position_id = log_position(manager)
 
     row_id = manager.log_partial_trade(position_id, "scale_in", 0.2, 101, target_level=3)
 
@@ -712,7 +599,7 @@ def test_log_partial_trade_refuses_other_operations(
     manager: DatabaseManager, session_id: int
 ) -> None:
     with pytest.raises(ValidationError, match="PARTIAL_EXIT, SCALE_IN"):
-        manager.log_partial_trade(position(manager), "full_exit", 0.2, 101)
+        manager.log_partial_trade(log_position(manager), "full_exit", 0.2, 101)
 
 
 def test_log_partial_trade_for_an_unknown_position_is_not_found(
@@ -727,7 +614,9 @@ def test_log_partial_trade_for_an_unknown_position_is_not_found(
 
 @pytest.fixture
 def order_id(manager: DatabaseManager, session_id: int) -> int:
-    return manager.create_order(position(manager), "partial_exit", "BTCUSDT", "sell", 2, "ml_basic")
+    return manager.create_order(
+        log_position(manager), "partial_exit", "BTCUSDT", "sell", 2, "ml_basic"
+    )
 
 
 def test_a_new_order_is_pending_with_a_generated_internal_id(
@@ -750,7 +639,7 @@ def test_an_order_for_an_unknown_position_is_not_found(manager: DatabaseManager)
 def test_a_taken_exchange_order_id_is_a_duplicate(
     manager: DatabaseManager, session_id: int
 ) -> None:
-    position_id = position(manager, entry_order_id="ex-1")
+    position_id = log_position(manager, entry_order_id="ex-1")
 
     with pytest.raises(DuplicateError):
         manager.create_order(position_id, "full_exit", "BTCUSDT", "sell", 1, "s",
@@ -762,7 +651,7 @@ def test_a_taken_exchange_order_id_is_a_duplicate(
 def test_a_status_update_with_a_taken_exchange_id_changes_nothing(
     manager: DatabaseManager, order_id: int
 ) -> None:
-    position(manager, entry_order_id="ex-taken")
+    log_position(manager, entry_order_id="ex-taken")
 
     with pytest.raises(DuplicateError):
         manager.update_order_status(order_id, "open", exchange_order_id="ex-taken")

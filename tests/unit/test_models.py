@@ -8,6 +8,7 @@ import json
 
 import peewee as pw
 import pytest
+from helpers import make_session
 
 from atb.db.fields import MoneyField
 from atb.db.models import (
@@ -305,17 +306,6 @@ def db():
     yield sqlite
     sqlite.close()
     database.initialize(previous)
-
-
-def make_session() -> TradingSession:
-    return TradingSession.create(
-        start_time=dt.datetime(2024, 1, 1, tzinfo=UTC),
-        mode="PAPER",
-        initial_balance=decimal.Decimal("1000"),
-        strategy_name="ml_basic",
-        symbol="BTCUSDT",
-        timeframe="1h",
-    )
 
 
 def make_position(session: TradingSession | None = None) -> Position:
