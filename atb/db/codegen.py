@@ -340,19 +340,27 @@ def _postgres_column_sync(table: str, new: pw.Field, old: pw.Field) -> str:
     return "\n".join(lines) if len(lines) > 1 else ""
 
 
-def _index_signature(index: pw.ModelIndex) -> tuple[tuple[str, ...], bool]:
+def index_columns(index: pw.ModelIndex, *, strict: bool = True) -> tuple[str, ...]:
+    """The column names an index covers. An expression index is refused (`strict`, when a
+    migration must be generated) or described by its text (when only comparing)."""
     columns = []
     for part in index._expressions:
         if isinstance(part, pw.Field):
             columns.append(part.column_name)
         elif isinstance(part, str):
             columns.append(part.split()[0].strip('"'))
-        else:
+        elif strict:
             raise MigrationError(
                 f"cannot generate a migration for the expression index {index._name!r}; "
                 "write it by hand with migrator.sql"
             )
-    return tuple(columns), bool(index._unique)
+        else:
+            columns.append(str(part))
+    return tuple(columns)
+
+
+def _index_signature(index: pw.ModelIndex) -> tuple[tuple[str, ...], bool]:
+    return index_columns(index), bool(index._unique)
 
 
 def _indexes(model: type[pw.Model]) -> dict[tuple[tuple[str, ...], bool], pw.ModelIndex]:

@@ -554,11 +554,9 @@ def _wait_accepting(server: LocalServer, deadline: float) -> None:
             time.sleep(0.1)
 
 
-def _ensure_database(server: LocalServer, name: str) -> None:
-    """CREATE DATABASE unless it exists; tolerates a concurrent creator. DatabaseUnavailable if unreachable."""
+def _admin_connection(server: LocalServer) -> Any:
+    """An autocommit connection to the `postgres` database, or DatabaseUnavailable."""
     import psycopg2
-    from psycopg2 import errors as pg_errors
-    from psycopg2 import sql
 
     try:
         conn = _connect(server, "postgres")
@@ -567,8 +565,18 @@ def _ensure_database(server: LocalServer, name: str) -> None:
             f"cannot reach the local PostgreSQL at {server.socket_dir}: {str(err).strip()}; "
             "is it running? (atb.db.local.start())"
         ) from err
+    conn.autocommit = True
+    return conn
+
+
+def _ensure_database(server: LocalServer, name: str) -> None:
+    """CREATE DATABASE unless it exists; tolerates a concurrent creator. DatabaseUnavailable if unreachable."""
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+    from psycopg2 import sql
+
+    conn = _admin_connection(server)
     try:
-        conn.autocommit = True
         with conn.cursor() as cur:
             for attempt in range(50):
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -728,15 +736,8 @@ def drop_database(server: LocalServer, name: str) -> None:
     import psycopg2
     from psycopg2 import sql
 
+    conn = _admin_connection(server)
     try:
-        conn = _connect(server, "postgres")
-    except psycopg2.OperationalError as err:
-        raise DatabaseUnavailable(
-            f"cannot reach the local PostgreSQL at {server.socket_dir}: {str(err).strip()}; "
-            "is it running? (atb.db.local.start())"
-        ) from err
-    try:
-        conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

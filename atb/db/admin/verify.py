@@ -18,6 +18,7 @@ from pathlib import Path
 import peewee as pw
 
 from atb.db import migrate
+from atb.db.codegen import index_columns
 from atb.db.connection import is_postgres, translated_errors
 from atb.db.errors import ConfigurationError
 from atb.db.fields import EnumField
@@ -142,23 +143,11 @@ def expected_column_type(field: pw.Field) -> str:
     return str(field.field_type).lower()
 
 
-def _index_columns(index: pw.ModelIndex) -> tuple[str, ...]:
-    columns = []
-    for part in index._expressions:
-        if isinstance(part, pw.Field):
-            columns.append(part.column_name)
-        elif isinstance(part, str):
-            columns.append(part.split()[0].strip('"'))
-        else:  # an expression index: compared by its text, which verify does not attempt
-            columns.append(str(part))
-    return tuple(columns)
-
-
 def expected_indexes(model: type[pw.Model]) -> list[tuple[tuple[str, ...], bool]]:
     """(columns, unique) of every index the model defines (field flags and Meta.indexes)."""
     found = []
     for index in model._meta.fields_to_index():
-        signature = (_index_columns(index), bool(index._unique))
+        signature = (index_columns(index, strict=False), bool(index._unique))
         if signature not in found:
             found.append(signature)
     return found
@@ -361,10 +350,10 @@ def _read_catalog(db: pw.Database) -> dict:
     for table, _name, definition, check_columns in _rows(db, _CHECKS_SQL):
         checks.setdefault(table, []).append((list(check_columns), definition))
     indexes: dict[str, set[tuple[tuple[str, ...], bool]]] = {}
-    for table, _name, unique, primary, index_columns, partial in _rows(db, _INDEXES_SQL):
+    for table, _name, unique, primary, columns_of_index, partial in _rows(db, _INDEXES_SQL):
         if primary or partial:
             continue
-        indexes.setdefault(table, set()).add((tuple(index_columns), bool(unique)))
+        indexes.setdefault(table, set()).add((tuple(columns_of_index), bool(unique)))
     fks: dict[str, dict[str, str]] = {}
     for table, column, ref_table, ref_column, rule in _rows(db, _FOREIGN_KEYS_SQL):
         text = f"REFERENCES {ref_table}.{ref_column} ON DELETE {_DELETE_RULES.get(rule, rule)}"
