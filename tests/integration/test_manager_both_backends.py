@@ -277,3 +277,14 @@ def test_table_stats_count_every_table_exactly(manager: DatabaseManager) -> None
     assert stats["trading_sessions"] == 1
     assert stats["trades"] == 0
     assert len(stats) == 22
+
+
+def test_drawdown_of_whole_number_balances_is_not_truncated(backend):
+    """Integer balances must not make the drawdown an integer division (1000 → 997 is 0.3 %)."""
+    session_id = backend.create_trading_session("s", "BTCUSDT", "1h", "paper", 1000)
+    for balance in (1000, 997, 999):
+        backend.log_account_snapshot(
+            balance=balance, equity=balance, total_pnl=0, open_positions=0, total_exposure=0, drawdown=0
+        )
+    metrics = backend.get_performance_metrics(session_id=session_id)
+    assert metrics["max_drawdown"] == pytest.approx(0.3)

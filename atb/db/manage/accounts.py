@@ -16,6 +16,7 @@ from ..enums import EventType
 from ..fields import utc_now
 from ..models import AccountBalance, AccountHistory, SystemEvent, TradingSession
 from .base import ManagerBase
+from .statements import insert_row
 
 MANUAL_REASON_PREFIX = "Manual adjustment: "
 _UPDATE_REASON_LENGTH = 200
@@ -47,27 +48,23 @@ class AccountsMixin(ManagerBase):
         margin_used = validate.money("margin_used", margin_used, optional=True, non_negative=True)
         margin_used = 0 if margin_used is None else margin_used
         available = validate.money("margin_available", margin_available, optional=True)
+        now = utc_now()
         row = {
-            AccountHistory.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
-            or utc_now(),
-            AccountHistory.balance: balance,
-            AccountHistory.equity: validate.money("equity", equity),
-            AccountHistory.total_pnl: validate.money("total_pnl", total_pnl),
-            AccountHistory.daily_pnl: validate.money("daily_pnl", daily_pnl, optional=True) or 0,
-            AccountHistory.open_positions: validate.integer(
-                "open_positions", open_positions, minimum=0
-            ),
-            AccountHistory.total_exposure: validate.money(
-                "total_exposure", total_exposure, non_negative=True
-            ),
-            AccountHistory.drawdown: validate.money("drawdown", drawdown, non_negative=True),
-            AccountHistory.margin_used: margin_used,
-            AccountHistory.margin_available: balance - margin_used
-            if available is None
-            else available,
-            AccountHistory.session: self._session(session_id),
+            "timestamp": validate.timestamp("timestamp", timestamp, optional=True) or now,
+            "balance": balance,
+            "equity": validate.money("equity", equity),
+            "total_pnl": validate.money("total_pnl", total_pnl),
+            "daily_pnl": validate.money("daily_pnl", daily_pnl, optional=True) or 0,
+            "open_positions": validate.integer("open_positions", open_positions, minimum=0),
+            "total_exposure": validate.money("total_exposure", total_exposure, non_negative=True),
+            "drawdown": validate.money("drawdown", drawdown, non_negative=True),
+            "margin_used": margin_used,
+            "margin_available": balance - margin_used if available is None else available,
+            "session": self._session(session_id),
+            "created_at": now,
         }
-        return self._one(lambda: AccountHistory.insert(row).execute())
+        # insert_row: the statement text is built once, not by peewee on every call.
+        return self._one(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:
         """The session's newest ledger balance; 0.0 when there is no session or no ledger row."""

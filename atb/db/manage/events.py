@@ -16,6 +16,7 @@ from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import StrategyExecution, SystemEvent
 from .base import ManagerBase
+from .statements import insert_row
 
 SEVERITIES = ("info", "warning", "error", "critical")
 BULK_BATCH_SIZE = 1000
@@ -61,25 +62,25 @@ class EventsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Record a system event; `details` is stored as sanitised JSON. Returns the event id."""
+        now = utc_now()
         row = {
-            SystemEvent.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
-            or utc_now(),
-            SystemEvent.event_type: validate.enum_value("event_type", event_type, EventType),
-            SystemEvent.severity: validate.choice("severity", severity, SEVERITIES),
-            SystemEvent.message: validate.text("message", message),
-            SystemEvent.details: validate.json_payload("details", details),
-            SystemEvent.component: validate.text("component", component, 100, optional=True),
-            SystemEvent.error_code: validate.text("error_code", error_code, 50, optional=True),
-            SystemEvent.stack_trace: validate.text(
+            "timestamp": validate.timestamp("timestamp", timestamp, optional=True) or now,
+            "event_type": validate.enum_value("event_type", event_type, EventType),
+            "severity": validate.choice("severity", severity, SEVERITIES),
+            "message": validate.text("message", message),
+            "details": validate.json_payload("details", details),
+            "component": validate.text("component", component, 100, optional=True),
+            "error_code": validate.text("error_code", error_code, 50, optional=True),
+            "stack_trace": validate.text(
                 "stack_trace", stack_trace, optional=True, allow_empty=True
             ),
-            SystemEvent.alert_sent: validate.flag("alert_sent", alert_sent, optional=True) or False,
-            SystemEvent.alert_method: validate.text(
-                "alert_method", alert_method, 50, optional=True
-            ),
-            SystemEvent.session: self._session(session_id),
+            "alert_sent": validate.flag("alert_sent", alert_sent, optional=True) or False,
+            "alert_method": validate.text("alert_method", alert_method, 50, optional=True),
+            "session": self._session(session_id),
+            "created_at": now,
         }
-        return self._one(lambda: SystemEvent.insert(row).execute())
+        # insert_row: the statement text is built once, not by peewee on every call.
+        return self._one(lambda: insert_row(SystemEvent, row))
 
     def get_recent_events(
         self,

@@ -14,8 +14,8 @@ from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus, OrderType
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import Order
-from .connection import Expr, insert_row, select_rows, update_rows
 from .positions import missing_parent_is_not_found, new_internal_order_id
+from .statements import Expr, insert_row, select_rows, update_rows
 
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_ORDER_STATUSES))
 _WORKING = tuple(status.value for status in OrderStatus if status not in TERMINAL_ORDER_STATUSES)

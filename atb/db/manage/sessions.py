@@ -9,7 +9,7 @@ from .. import validate
 from ..enums import EventType
 from ..fields import to_json_safe, utc_now
 from ..models import SystemEvent, TradingSession
-from .connection import execute_template, insert_row, select_rows
+from .statements import execute_template, insert_row, select_rows
 
 TS = TradingSession
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
-from .. import validate
+from .. import connection, validate
 from ..enums import PositionSide, TradeSource
 from ..errors import ValidationError
 from ..models import PerformanceMetrics, Trade
-from .connection import (
+from .statements import (
+    _column_writer,
     execute_template,
     insert_row,
     insert_rows,
@@ -143,9 +145,20 @@ _DAILY_ROW = "(" + ", ".join(["{p}"] * len(_DAILY_COLUMNS)) + ")"
 
 def daily_upsert_sql(rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
     """The upsert adding aggregated rows to their daily counters (`{p}` placeholders), and params."""
-    convert = [(name, PM._meta.fields[name].db_value) for name in _DAILY_COLUMNS]
+    convert = _daily_writers(connection.is_postgres())
     params = [to_db(row[name]) for row in rows for name, to_db in convert]
-    return _DAILY_UPSERT.format(rows=", ".join([_DAILY_ROW] * len(rows))), params
+    return _daily_upsert_text(len(rows)), params
+
+
+@lru_cache(maxsize=16)
+def _daily_upsert_text(count: int) -> str:
+    return _DAILY_UPSERT.format(rows=", ".join([_DAILY_ROW] * count))
+
+
+@lru_cache(maxsize=2)
+def _daily_writers(postgres: bool) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    # The columns' db_value, skipping MoneyField's second rounding of already exact Decimals.
+    return tuple((name, _column_writer(PM, name, postgres)) for name in _DAILY_COLUMNS)
 
 
 class TradesMixin:
