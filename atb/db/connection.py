@@ -184,10 +184,10 @@ def _connection_is_dead(db: pw.Database) -> bool:
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
     """A one-line DatabaseUnavailable for a driver error, password redacted."""
-    reason = redact_url(
-        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(
+        f"cannot reach {_describe_target()}: {_first_line(exc)} "
+        "(is the server up, and is DATABASE_URL right?)"
     )
-    return DatabaseUnavailable(f"cannot reach {_describe_target()}: {reason}")
 
 
 # SQLSTATEs the server sends when it cannot serve us (class 08: connection exceptions; shutdown,
