@@ -6,7 +6,7 @@ import peewee as pw
 
 from atb.db.fields import CountField, JsonField, MoneyField, UTCDateTimeField, server_default
 from atb.db.models.base import BaseModel
-from atb.db.models.trading import TradingSession
+from atb.db.models.trading import session_link
 
 
 class AccountHistory(BaseModel):
@@ -23,14 +23,7 @@ class AccountHistory(BaseModel):
     open_positions = CountField(null=True)
     total_exposure = MoneyField(null=True, server_default="0")
     # Indexed by the composite (session_id, timestamp) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="account_history",
-        on_delete="SET NULL",
-    )
+    session = session_link("account_history", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:
@@ -55,14 +48,7 @@ class AccountBalance(BaseModel):
     )
     update_reason = pw.CharField(max_length=200, null=True)
     # Indexed by the composite (session_id, last_updated) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="account_balances",
-        on_delete="SET NULL",
-    )
+    session = session_link("account_balances", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:

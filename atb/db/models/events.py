@@ -15,7 +15,7 @@ from atb.db.fields import (
     server_default,
 )
 from atb.db.models.base import BaseModel
-from atb.db.models.trading import TradingSession
+from atb.db.models.trading import session_link
 
 
 class SystemEvent(BaseModel):
@@ -35,14 +35,7 @@ class SystemEvent(BaseModel):
     alert_sent = FlagField(null=True)
     alert_method = pw.CharField(max_length=50, null=True)
     # Indexed by the composite (session_id, timestamp) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="system_events",
-        on_delete="SET NULL",
-    )
+    session = session_link("system_events", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:
@@ -82,13 +75,7 @@ class PerformanceMetrics(BaseModel):
     largest_win_streak = CountField(null=True)
     largest_loss_streak = CountField(null=True)
     strategy_breakdown = JsonField(null=True)
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        backref="performance_metrics",
-        on_delete="SET NULL",
-    )
+    session = session_link("performance_metrics")
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
 
@@ -113,13 +100,7 @@ class DynamicPerformanceMetrics(BaseModel):
     profit_factor = MoneyField(null=True)
     expectancy = MoneyField(null=True)
     avg_trade_duration_hours = MoneyField(null=True)
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        index=True,
-        backref="dynamic_performance_metrics",
-        on_delete="CASCADE",
-    )
+    session = session_link("dynamic_performance_metrics", required=True)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:
@@ -142,13 +123,7 @@ class RiskAdjustment(BaseModel):
     duration_minutes = pw.IntegerField(null=True)
     trades_during_adjustment = CountField(null=True)
     pnl_during_adjustment = MoneyField(null=True)
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        index=True,
-        backref="risk_adjustments",
-        on_delete="CASCADE",
-    )
+    session = session_link("risk_adjustments", required=True)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:

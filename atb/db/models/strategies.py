@@ -14,7 +14,7 @@ from atb.db.fields import (
     UTCDateTimeField,
 )
 from atb.db.models.base import BaseModel
-from atb.db.models.trading import Trade, TradingSession
+from atb.db.models.trading import Trade, session_link
 
 
 class StrategyExecution(BaseModel):
@@ -37,14 +37,7 @@ class StrategyExecution(BaseModel):
     volume = MoneyField(null=True)
     volatility = MoneyField(null=True)
     # Indexed by the composite (session_id, timestamp) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="strategy_executions",
-        on_delete="SET NULL",
-    )
+    session = session_link("strategy_executions", index=False)
     trade = pw.ForeignKeyField(
         Trade,
         column_name="trade_id",
@@ -73,13 +66,7 @@ class OptimizationCycle(BaseModel):
     candidate_metrics = JsonField(null=True)
     validator_report = JsonField(null=True)
     decision = pw.CharField(max_length=20, null=True)
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        backref="optimization_cycles",
-        on_delete="SET NULL",
-    )
+    session = session_link("optimization_cycles")
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
 

@@ -56,6 +56,21 @@ class TradingSession(BaseModel):
         table_name = "trading_sessions"
 
 
+def session_link(backref: str, *, required: bool = False, index: bool = True) -> pw.ForeignKeyField:
+    """`session_id` → trading_sessions.id. Records that outlive their session (trades, events,
+    snapshots) keep their row with SET NULL; required children (risk and dynamic metrics) go with
+    their session (CASCADE). `index=False` where a composite index starting with session_id
+    already serves the lookups."""
+    return pw.ForeignKeyField(
+        TradingSession,
+        column_name="session_id",
+        null=not required,
+        index=index,
+        backref=backref,
+        on_delete="CASCADE" if required else "SET NULL",
+    )
+
+
 class Position(BaseModel):
     """One position, open or closed: entry, live mark-to-market, partial-operation and stop state."""
 
@@ -99,14 +114,7 @@ class Position(BaseModel):
         max_length=50, null=True, default="binance", constraints=[server_default("'binance'")]
     )
     # Indexed by the composite (session_id, status) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="positions",
-        on_delete="SET NULL",
-    )
+    session = session_link("positions", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
     max_holding_until = UTCDateTimeField(null=True)
@@ -147,14 +155,7 @@ class Order(BaseModel):
     last_update = UTCDateTimeField(server_now=True, null=True)
     strategy_name = pw.CharField(max_length=100)
     # Indexed by the composite (session_id, status) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="orders",
-        on_delete="SET NULL",
-    )
+    session = session_link("orders", index=False)
     target_level = pw.IntegerField(null=True)
     size_fraction = MoneyField(null=True)
 
@@ -230,14 +231,7 @@ class Trade(BaseModel):
         Position, column_name="position_id", null=True, backref="trades", on_delete="SET NULL"
     )
     # Indexed by the composite (session_id, exit_time) below.
-    session = pw.ForeignKeyField(
-        TradingSession,
-        column_name="session_id",
-        null=True,
-        index=False,
-        backref="trades",
-        on_delete="SET NULL",
-    )
+    session = session_link("trades", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
 
