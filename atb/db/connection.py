@@ -9,6 +9,8 @@ the connection turned out dead before anything was committed.
 from __future__ import annotations
 
 import logging
+import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,8 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 import peewee as pw
+import psycopg2
+import psycopg2.extensions as pgext
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
 from .errors import ConfigurationError, DatabaseError, DatabaseUnavailable, DuplicateError
@@ -31,17 +35,109 @@ _state = threading.Lock()
 _settings: DatabaseSettings | None = None
 
 
+# ---- client-side time bound ---------------------------------------------------------------------
+# statement_timeout is enforced by the server, so a frozen server (or a dead network path, or a
+# stuck PgBouncer) never answers it. psycopg2's wait callback lets us wait on the socket ourselves,
+# with a deadline; when it passes, psycopg2 closes the connection and the call fails.
+
+_UNSET = object()
+_deadline = threading.local()
+_default_call_timeout = 15.0
+_exception_wrapper = pw.__exception_wrapper__
+
+
+@contextmanager
+def call_deadline(seconds: float | None) -> Iterator[None]:
+    """Every server round trip in the block must finish within `seconds` from now (None: unbounded,
+    for migrations that may legitimately run long)."""
+    previous = getattr(_deadline, "at", _UNSET)
+    _deadline.at = None if seconds is None else time.monotonic() + seconds
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+def _wait_with_deadline(conn) -> None:
+    """psycopg2 wait callback: poll the connection, giving up when the thread's deadline passes."""
+    at = getattr(_deadline, "at", _UNSET)
+    if at is _UNSET:
+        at = time.monotonic() + _default_call_timeout
+    poller = select.poll()
+    fd = conn.fileno()
+    while True:
+        state = conn.poll()
+        if state == pgext.POLL_OK:
+            return
+        if state == pgext.POLL_READ:
+            poller.register(fd, select.POLLIN)
+        elif state == pgext.POLL_WRITE:
+            poller.register(fd, select.POLLOUT)
+        else:
+            raise psycopg2.OperationalError(f"unexpected poll state {state}")
+        if at is None:
+            poller.poll()
+            continue
+        remaining = at - time.monotonic()
+        if remaining <= 0 or not poller.poll(remaining * 1000):
+            raise psycopg2.OperationalError(
+                "the server did not answer within the call time bound "
+                "(ATB_DB_CALL_TIMEOUT_S); server frozen or network down?"
+            )
+
+
+def install_call_bound(seconds: float) -> None:
+    """Route every psycopg2 wait in this process through the deadline (a process-wide hook)."""
+    global _default_call_timeout
+    _default_call_timeout = float(seconds)
+    pgext.set_wait_callback(_wait_with_deadline)
+
+
+# Statements PostgreSQL refuses inside a transaction block: sent without the SET LOCAL prefix.
+_NON_TRANSACTIONAL = re.compile(
+    r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|REINDEX|BEGIN|START|"
+    r"COMMIT|ROLLBACK|END|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|.*\bCONCURRENTLY\b)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
 class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
 
     Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
     round trip is pure cost. A connection that dies in that window is caught by `run()`'s retry.
+
+    The timeouts go with every transaction as `SET LOCAL` in the same query string as its BEGIN
+    (or its single autocommit statement): no extra round trip, and no session state left on a
+    server connection a PgBouncer hands to another client.
     """
 
-    def __init__(self, *args, ping_after: float = 1.0, **kwargs):
+    def __init__(self, *args, ping_after: float = 1.0, transaction_sql: str = "", **kwargs):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
+        self._transaction_sql = transaction_sql
         super().__init__(*args, **kwargs)
+
+    def begin(self, isolation_level=None):
+        if isolation_level is None:
+            isolation_level = self._isolation_level
+        stmt = "BEGIN"
+        if isolation_level:
+            stmt += " ISOLATION LEVEL " + self._adapter.isolation_level_str(isolation_level)
+        with _exception_wrapper:
+            self.cursor().execute(f"{stmt}; {self._transaction_sql}")
+
+    def execute_sql(self, sql, params=None):
+        if self._transaction_sql and not self.in_transaction():
+            if not _NON_TRANSACTIONAL.match(sql) and self._txn_idle():
+                sql = self._transaction_sql + sql
+        return super().execute_sql(sql, params)
+
+    def _txn_idle(self) -> bool:
+        """True when no transaction is open on the thread's connection (a raw BEGIN counts)."""
+        if self.is_closed():
+            return True
+        return self._state.conn.get_transaction_status() == pgext.TRANSACTION_STATUS_IDLE
 
     def _is_closed(self, conn) -> bool:
         if conn.closed:
@@ -99,8 +195,10 @@ def build_database(settings: DatabaseSettings) -> pw.Database:
         )
     params = settings.connect_params()
     name = params.pop("database")
+    install_call_bound(settings.call_timeout_s)
     return AtbPooledPostgresqlDatabase(
         name,
+        transaction_sql=settings.transaction_settings_sql(),
         max_connections=settings.pool_size,
         stale_timeout=settings.pool_max_age or None,
         timeout=settings.pool_timeout,
@@ -262,6 +360,14 @@ def translated_errors() -> Iterator[None]:
 
 
 def run(work: Callable[[], T], *, transaction: bool = True) -> T:
+    """`_run` within the call time bound (ATB_DB_CALL_TIMEOUT_S) unless the caller set one."""
+    if getattr(_deadline, "at", _UNSET) is not _UNSET:
+        return _run(work, transaction=transaction)
+    with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
+        return _run(work, transaction=transaction)
+
+
+def _run(work: Callable[[], T], *, transaction: bool = True) -> T:
     """Run `work` on a pooled connection, in one transaction unless told otherwise.
 
     Inside a caller's transaction it simply joins it. Outside one, a connection that died before

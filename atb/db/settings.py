@@ -169,6 +169,7 @@ class DatabaseSettings:
     application_name: str = "atb"
     sslmode: str | None = None
     keepalives_idle: int = 30
+    call_timeout_s: int = 15
     allow_sqlite: bool = False
     production: bool = False
 
@@ -209,18 +210,9 @@ class DatabaseSettings:
                 keepalives_idle=self.keepalives_idle,
                 keepalives_interval=10,
                 keepalives_count=3,
+                # The kernel gives up on unacknowledged data after the call bound (Linux).
+                tcp_user_timeout=self.call_timeout_s * 1000,
             )
-        options = [
-            f"-c {name}={value}"
-            for name, value in (
-                ("statement_timeout", self.statement_timeout_ms),
-                ("lock_timeout", self.lock_timeout_ms),
-                ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout_ms),
-            )
-            if value
-        ]
-        if options:
-            params["options"] = " ".join(options)
         sslmode = parsed.query.get("sslmode") or self.sslmode
         if sslmode is None and not parsed.is_local:
             sslmode = "require"
@@ -229,6 +221,21 @@ class DatabaseSettings:
         # Anything else the URL carries (sslrootcert, target_session_attrs, options, ...) wins.
         params.update({k: v for k, v in parsed.query.items() if k != "sslmode"})
         return params
+
+    def transaction_settings_sql(self) -> str:
+        """`SET LOCAL` for the timeouts, sent in the same query string as each BEGIN.
+
+        Not a startup `options` parameter (PgBouncer refuses it) and not session `SET` (it would
+        stay on a pooled server connection): transaction-local, so nothing outlives the transaction.
+        """
+        return "".join(
+            f"SET LOCAL {name} = {int(value)}; "
+            for name, value in (
+                ("statement_timeout", self.statement_timeout_ms),
+                ("lock_timeout", self.lock_timeout_ms),
+                ("idle_in_transaction_session_timeout", self.idle_in_transaction_timeout_ms),
+            )
+        )
 
     @classmethod
     def from_env(
@@ -255,6 +262,7 @@ class DatabaseSettings:
             application_name=env.get("ATB_DB_APPLICATION_NAME", "atb") or "atb",
             sslmode=env.get("ATB_DB_SSLMODE") or None,
             keepalives_idle=_env_int(env, "ATB_DB_KEEPALIVES_IDLE", 30, minimum=1),
+            call_timeout_s=_env_int(env, "ATB_DB_CALL_TIMEOUT_S", 15, minimum=1),
             allow_sqlite=allow_sqlite,
             production=production,
         )

@@ -122,19 +122,23 @@ def test_remote_hosts_require_tls_unless_the_url_says_otherwise():
 
 def test_session_timeouts_and_application_name_reach_the_connection():
     env = {"ATB_DB_STATEMENT_TIMEOUT_MS": "1234", "ATB_DB_APPLICATION_NAME": "engine"}
-    params = resolve(env, "postgresql://u@127.0.0.1/d").connect_params()
-    assert "statement_timeout=1234" in params["options"]
+    settings = resolve(env, "postgresql://u@127.0.0.1/d")
+    params = settings.connect_params()
+    assert "SET LOCAL statement_timeout = 1234;" in settings.transaction_settings_sql()
     assert params["application_name"] == "engine"
     assert params["keepalives"] == 1
+    assert params["tcp_user_timeout"] == 15_000
 
 
-def test_zero_timeouts_send_no_startup_options_for_pgbouncer():
-    env = {
-        "ATB_DB_STATEMENT_TIMEOUT_MS": "0",
-        "ATB_DB_LOCK_TIMEOUT_MS": "0",
-        "ATB_DB_IDLE_IN_TX_TIMEOUT_MS": "0",
-    }
-    assert "options" not in resolve(env, "postgresql://u@127.0.0.1/d").connect_params()
+def test_no_startup_options_so_pgbouncer_accepts_the_connection():
+    """PgBouncer refuses the `options` startup parameter; timeouts travel with each BEGIN."""
+    assert "options" not in resolve({}, "postgresql://u@127.0.0.1/d").connect_params()
+
+
+def test_call_timeout_defaults_to_fifteen_seconds_and_is_configurable():
+    assert resolve({}, "postgresql://u@127.0.0.1/d").call_timeout_s == 15
+    env = {"ATB_DB_CALL_TIMEOUT_S": "2"}
+    assert resolve(env, "postgresql://u@127.0.0.1/d").call_timeout_s == 2
 
 
 def test_bad_numeric_setting_names_the_variable():
