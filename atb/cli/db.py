@@ -69,9 +69,17 @@ def down_command() -> None:
 @click.option(
     "--fake", is_flag=True, help="Record pending migrations as applied without running them."
 )
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for another process's migration to finish.",
+)
 @friendly_errors
-def migrate_command(url: str | None, plan: bool, fake: bool) -> None:
-    """Apply pending migrations (under a PostgreSQL advisory lock).
+def migrate_command(url: str | None, plan: bool, fake: bool, lock_wait: float) -> None:
+    """Apply pending migrations (in one transaction, under a transaction-scoped advisory lock).
 
     Safe to run from several processes at once: one applies, the others wait and find
     nothing left to do.
@@ -90,7 +98,7 @@ def migrate_command(url: str | None, plan: bool, fake: bool) -> None:
         for name in pending:
             click.echo(f"would apply {name}")
         return
-    applied = migrate.apply_pending_migrations(fake=fake)
+    applied = migrate.apply_pending_migrations(fake=fake, lock_wait_seconds=lock_wait)
     if not applied:
         click.echo("nothing to migrate: the schema is at head")
     for name in applied:

@@ -1,14 +1,17 @@
 """Apply and report peewee-migrate migrations: the schema's only source of truth.
 
-`apply_pending_migrations()` holds a PostgreSQL advisory lock while it works, so two processes
-starting at once do not race: one applies, the other waits, then finds nothing left to do.
+`apply_pending_migrations()` runs in one transaction holding a transaction-scoped advisory lock
+(`pg_advisory_xact_lock`), so two processes starting at once do not race: one applies, the other
+waits, then finds nothing left to do. Transaction-scoped because a session lock outlives the client
+under PgBouncer's transaction pooling (the unlock lands on another server connection); the commit
+or rollback releases it wherever the transaction ran, and the history table appears only together
+with the migrations it records.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ import peewee as pw
 from peewee_migrate import Router
 from peewee_migrate.models import MIGRATE_TABLE
 
-from .connection import bound_database, is_postgres, translated_errors
+from .connection import _driver_error, bound_database, call_deadline, is_postgres, translated_errors
 from .errors import MigrationError
 
 log = logging.getLogger("atb.db.migrate")
@@ -100,34 +103,36 @@ def apply_pending_migrations(
 ) -> list[str]:
     """Apply every pending migration (or only record them with `fake`); returns the names applied."""
     db = db or bound_database()
-    with translated_errors():
+    # Migrations may run long: no client-side call bound; the server's lock_timeout bounds the wait.
+    with translated_errors(), call_deadline(None):
         db.connect(reuse_if_open=True)
         try:
-            if is_postgres(db):
+            if not is_postgres(db):
+                return _apply(db, directory, fake)
+            with db.atomic():
                 _acquire_lock(db, lock_wait_seconds)
-                # Migrations may legitimately run longer than the application's statement timeout.
-                db.execute_sql("SET statement_timeout = 0")
-            try:
-                state = migration_state(db, directory)
-                if state.unknown:
-                    raise MigrationError(
-                        "the database has migrations these files do not know: "
-                        f"{', '.join(state.unknown)}; upgrade atb before migrating"
-                    )
-                if not state.pending:
-                    return []
-                router = make_router(db, directory)
-                with _sqlite_foreign_keys_off(db):
-                    try:
-                        applied = router.run(fake=fake)
-                    except Exception as exc:
-                        raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
-                return applied
-            finally:
-                if is_postgres(db):
-                    _release_lock(db)
+                # SET LOCAL: ends with the transaction, never left on a pooled server connection.
+                db.execute_sql("SET LOCAL statement_timeout = 0")
+                return _apply(db, directory, fake)
         finally:
             _discard_session(db)
+
+
+def _apply(db: pw.Database, directory: Path | None, fake: bool) -> list[str]:
+    state = migration_state(db, directory)
+    if state.unknown:
+        raise MigrationError(
+            "the database has migrations these files do not know: "
+            f"{', '.join(state.unknown)}; upgrade atb before migrating"
+        )
+    if not state.pending:
+        return []
+    router = make_router(db, directory)
+    with _sqlite_foreign_keys_off(db):
+        try:
+            return router.run(fake=fake)
+        except Exception as exc:
+            raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
 
 
 @contextmanager
@@ -152,28 +157,31 @@ def _sqlite_foreign_keys_off(db: pw.Database) -> Iterator[None]:
 
 
 def _acquire_lock(db: pw.Database, wait_seconds: float) -> None:
-    deadline = time.monotonic() + wait_seconds
-    announced = False
-    while True:
-        got = db.execute_sql("SELECT pg_try_advisory_lock(%s)", (ADVISORY_LOCK_KEY,)).fetchone()[0]
-        if got:
-            return
-        if time.monotonic() >= deadline:
-            raise MigrationError(
-                f"another process has held the migration lock for {wait_seconds:.0f}s; "
-                "is a migration still running?"
+    """Take the transaction-scoped migration lock, waiting at most `wait_seconds` (server-side)."""
+    got, configured = db.execute_sql(
+        "SELECT pg_try_advisory_xact_lock(%s), current_setting('lock_timeout')",
+        (ADVISORY_LOCK_KEY,),
+    ).fetchone()
+    if got:
+        return
+    log.info("another process is migrating; waiting up to %.0fs for it", wait_seconds)
+    if wait_seconds > 0:
+        db.execute_sql("SAVEPOINT atb_migrate_lock")
+        try:
+            db.execute_sql(
+                "SELECT set_config('lock_timeout', %s, true)", (f"{int(wait_seconds * 1000)}ms",)
             )
-        if not announced:
-            log.info("another process is migrating; waiting for it")
-            announced = True
-        time.sleep(0.2)
-
-
-def _release_lock(db: pw.Database) -> None:
-    try:
-        db.execute_sql("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
-    except pw.PeeweeException:
-        log.debug("advisory unlock failed (connection lost?)", exc_info=True)
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+            db.execute_sql("SELECT set_config('lock_timeout', %s, true)", (configured,))
+            db.execute_sql("RELEASE SAVEPOINT atb_migrate_lock")
+            return
+        except pw.OperationalError as exc:
+            if getattr(_driver_error(exc), "pgcode", None) != "55P03":  # lock_not_available
+                raise
+    raise MigrationError(
+        f"another process has held the migration lock for {wait_seconds:.0f}s; "
+        "is a migration still running?"
+    )
 
 
 def _discard_session(db: pw.Database) -> None:
