@@ -218,3 +218,159 @@ def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
                 truncate_all(cleaner)
         finally:
             cleaner.close_all()
+
+
+# --------------------------------------------------------------------------------------------------
+# PgBouncer: a real pgbouncer process in front of a test server (Debian package `pgbouncer`).
+
+PGBOUNCER_INSTALL_HINT = "install pgbouncer: apt-get install pgbouncer"
+
+
+def pgbouncer_binary() -> str:
+    """The pgbouncer executable; fails the test (never skips) with the install hint when missing."""
+    import shutil
+
+    found = shutil.which("pgbouncer") or next(
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(p, os.X_OK)),
+        None,
+    )
+    if not found:
+        pytest.fail(PGBOUNCER_INSTALL_HINT, pytrace=False)
+    return found
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _unprivileged_account(socket_dir: str | None) -> tuple[int, int] | None:
+    """PgBouncer refuses to run as root: as root, run it as the server socket's owner (it can
+    reach the socket), else `postgres`, else `nobody`. None when we are not root."""
+    import pwd
+
+    if os.geteuid() != 0:
+        return None
+    if socket_dir and os.path.isdir(socket_dir):
+        st = os.stat(socket_dir)
+        if st.st_uid != 0:
+            return st.st_uid, st.st_gid
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    raise RuntimeError("running as root and no unprivileged account to run pgbouncer as")
+
+
+class PgBouncer:
+    """A pgbouncer process on 127.0.0.1 forwarding every database to one server (trust auth)."""
+
+    def __init__(self, server_url: str, pool_mode: str, workdir: str, *, pool_size: int = 2):
+        self.server = parse_url(server_url)
+        self.pool_mode = pool_mode
+        self.workdir = workdir
+        self.port = _free_port()
+        self.user = self.server.user or "postgres"
+        self.process = None
+        host = self.server.host or "/var/run/postgresql"
+        self._ini = os.path.join(workdir, "pgbouncer.ini")
+        self._log = os.path.join(workdir, "pgbouncer.log")
+        users = {self.user, "postgres"}
+        with open(os.path.join(workdir, "userlist.txt"), "w") as f:
+            f.writelines(f'"{u}" ""\n' for u in sorted(users))
+        with open(self._ini, "w") as f:
+            f.write(
+                "[databases]\n"
+                f"* = host={host} port={self.server.port or 5432}\n"
+                "[pgbouncer]\n"
+                "listen_addr = 127.0.0.1\n"
+                f"listen_port = {self.port}\n"
+                "unix_socket_dir =\n"
+                "auth_type = trust\n"
+                f"auth_file = {os.path.join(workdir, 'userlist.txt')}\n"
+                f"pool_mode = {pool_mode}\n"
+                f"default_pool_size = {pool_size}\n"
+                "max_client_conn = 50\n"
+                f"logfile = {self._log}\n"
+                f"pidfile = {os.path.join(workdir, 'pgbouncer.pid')}\n"
+            )
+        self._account = _unprivileged_account(host if host.startswith("/") else None)
+        if self._account is not None:
+            os.chmod(workdir, 0o755)
+            for name in os.listdir(workdir):
+                os.chown(os.path.join(workdir, name), *self._account)
+            os.chown(workdir, *self._account)
+
+    def url(self, database: str) -> str:
+        """A URL that reaches `database` through the bouncer."""
+        return build_url("127.0.0.1", self.port, self.user, None, database)
+
+    def log(self) -> str:
+        try:
+            with open(self._log, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def start(self) -> PgBouncer:
+        import socket
+        import subprocess
+
+        kwargs = {}
+        if self._account is not None:
+            kwargs.update(user=self._account[0], group=self._account[1], extra_groups=[])
+        self.process = subprocess.Popen(
+            [pgbouncer_binary(), self._ini],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            **kwargs,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"pgbouncer exited: {self.log()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"pgbouncer did not listen within 15s: {self.log()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except Exception:
+                self.process.kill()
+                self.process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def make_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
+    """Factory: `make_pgbouncer("transaction")` starts a pgbouncer in front of the test server.
+
+    Its files live in a /tmp folder of their own (pytest's tmp dirs are private to root, and
+    pgbouncer runs unprivileged)."""
+    import shutil
+    import tempfile
+
+    started: list[PgBouncer] = []
+
+    def make(pool_mode: str = "transaction", *, pool_size: int = 2) -> PgBouncer:
+        pgbouncer_binary()
+        workdir = tempfile.mkdtemp(prefix=f"atb_pgbouncer_{pool_mode}_")
+        bouncer = PgBouncer(pg_server_url, pool_mode, workdir, pool_size=pool_size).start()
+        started.append(bouncer)
+        return bouncer
+
+    yield make
+    for bouncer in started:
+        bouncer.stop()
+        shutil.rmtree(bouncer.workdir, ignore_errors=True)

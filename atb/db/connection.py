@@ -281,11 +281,25 @@ def _connection_is_dead(db: pw.Database) -> bool:
 
 
 def unavailable(exc: BaseException) -> DatabaseUnavailable:
-    """A one-line DatabaseUnavailable for a driver error, password redacted."""
+    """A one-line DatabaseUnavailable for a driver error, password redacted.
+
+    When the server (or a PgBouncer in front of it) answered with an error, that message is the
+    diagnosis: "is the server up" would send the reader to the wrong place.
+    """
+    message = _first_line(exc)
+    answered = _SERVER_SAID.search(message)
+    if answered:
+        return DatabaseUnavailable(
+            f"{_describe_target()} refused the connection: {message[answered.start() :]}"
+        )
     return DatabaseUnavailable(
-        f"cannot reach {_describe_target()}: {_first_line(exc)} "
+        f"cannot reach {_describe_target()}: {message} "
         "(is the server up, and is DATABASE_URL right?)"
     )
+
+
+# libpq prefixes what the server (or PgBouncer) sent with its severity.
+_SERVER_SAID = re.compile(r"\b(FATAL|ERROR):\s")
 
 
 # SQLSTATEs the server sends when it cannot serve us (class 08: connection exceptions; shutdown,
