@@ -163,7 +163,7 @@ class DatabaseSettings:
     pool_max_age: int = 1800
     pool_timeout: int = 10
     connect_timeout: int = 5
-    statement_timeout_ms: int = 30_000
+    statement_timeout_ms: int = 10_000
     lock_timeout_ms: int = 10_000
     idle_in_transaction_timeout_ms: int = 60_000
     application_name: str = "atb"
@@ -256,7 +256,7 @@ class DatabaseSettings:
             pool_max_age=_env_int(env, "ATB_DB_POOL_MAX_AGE", 1800),
             pool_timeout=_env_int(env, "ATB_DB_POOL_TIMEOUT", 10, minimum=1),
             connect_timeout=_env_int(env, "ATB_DB_CONNECT_TIMEOUT", 5, minimum=1),
-            statement_timeout_ms=_env_int(env, "ATB_DB_STATEMENT_TIMEOUT_MS", 30_000),
+            statement_timeout_ms=_env_int(env, "ATB_DB_STATEMENT_TIMEOUT_MS", 10_000),
             lock_timeout_ms=_env_int(env, "ATB_DB_LOCK_TIMEOUT_MS", 10_000),
             idle_in_transaction_timeout_ms=_env_int(env, "ATB_DB_IDLE_IN_TX_TIMEOUT_MS", 60_000),
             application_name=env.get("ATB_DB_APPLICATION_NAME", "atb") or "atb",

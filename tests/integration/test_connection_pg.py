@@ -60,7 +60,7 @@ def test_aware_datetimes_are_stored_in_utc_and_read_back_aware(pg_db):
 def test_session_settings_reach_the_server(pg_db):
     timeout = pg_db.execute_sql("SHOW statement_timeout").fetchone()[0]
     app = pg_db.execute_sql("SHOW application_name").fetchone()[0]
-    assert timeout == "30s"
+    assert timeout == "10s"
     assert app == "atb"
 
 
