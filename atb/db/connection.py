@@ -96,7 +96,8 @@ def install_call_bound(seconds: float) -> None:
 # Statements PostgreSQL refuses inside a transaction block: sent without the SET LOCAL prefix.
 _NON_TRANSACTIONAL = re.compile(
     r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|REINDEX|BEGIN|START|"
-    r"COMMIT|ROLLBACK|END|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|.*\bCONCURRENTLY\b)",
+    r"COMMIT|ROLLBACK|END|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|DISCARD|.*\bTABLESPACE\b|"
+    r".*\bCONCURRENTLY\b)",
     re.IGNORECASE | re.DOTALL,
 )
 
