@@ -134,6 +134,18 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
                 sql = self._transaction_sql + sql
         return super().execute_sql(sql, params)
 
+    def _unprefixed(self, sql):
+        if self._transaction_sql and isinstance(sql, str) and sql.startswith(self._transaction_sql):
+            return sql[len(self._transaction_sql) :]
+        return sql
+
+    def _log_query(self, sql, params=None):
+        # Logs and query hooks show the caller's statement, not the SET LOCAL prefix.
+        return super()._log_query(self._unprefixed(sql), params)
+
+    def _notify_hooks(self, sql, params, *args, **kwargs):
+        return super()._notify_hooks(self._unprefixed(sql), params, *args, **kwargs)
+
     def _txn_idle(self) -> bool:
         """True when no transaction is open on the thread's connection (a raw BEGIN counts)."""
         if self.is_closed():
