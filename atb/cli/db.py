@@ -10,7 +10,15 @@ import click
 from atb.db import connection, local, migrate
 from atb.db.settings import redact_url
 
-from .common import emit_json, friendly_errors, interactive, json_option, url_option, yes_option
+from .common import (
+    all_or_nothing,
+    emit_json,
+    friendly_errors,
+    interactive,
+    json_option,
+    url_option,
+    yes_option,
+)
 
 
 @click.group("db")
@@ -359,6 +367,7 @@ def makemigrations_command(name: str, empty: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @_TIMEOUT_OPTION
+@all_or_nothing
 @friendly_errors
 def backup_command(
     url: str | None, as_json: bool, output: Path, force: bool, timeout: float
@@ -376,6 +385,8 @@ def backup_command(
     from atb.db.admin.backup import backup_database
 
     db, settings = _connect(url)
+    if not as_json:
+        click.echo(f"database: {settings.redacted_url} ({settings.source})")
     progress = _progress()
     try:
         result = backup_database(
@@ -396,7 +407,6 @@ def backup_command(
             }
         )
         return
-    click.echo(f"database: {settings.redacted_url} ({settings.source})")
     click.echo(
         f"backup written: {result.path} ({_size(result.size_bytes)} in {result.duration_s:.1f} s; "
         f"{result.format} format, {result.tool.name} {result.tool.version})"
@@ -410,6 +420,18 @@ def backup_command(
 @_ALLOW_PRODUCTION_OPTION
 @_CONFIRM_NAME_OPTION
 @_TIMEOUT_OPTION
+@click.option(
+    "--role",
+    metavar="NAME",
+    default=None,
+    help="Run the backup's SQL as this role (SET ROLE), e.g. a non-superuser owning the tables.",
+)
+@click.option(
+    "--no-checksum",
+    is_flag=True,
+    help="Restore a file that has no FILE.sha256 (its completeness then rests on a full read).",
+)
+@all_or_nothing
 @friendly_errors
 def restore_command(
     file: Path,
@@ -418,17 +440,24 @@ def restore_command(
     allow_production: bool,
     confirm_name: str | None,
     timeout: float,
+    role: str | None,
+    no_checksum: bool,
 ) -> None:
     """Replace the database's contents with a backup, all or nothing.
 
-    Custom-format files go through `pg_restore --clean --if-exists --single-transaction
-    --no-owner`, *.sql.gz through psql in one transaction: a failed restore leaves the database
-    as it was. Asks first; remote or production databases also need --allow-production.
+    Before anything runs, the file is checked whole: its FILE.sha256 (written by atb db
+    backup), a full read, and for *.sql.gz every statement: psql meta-commands, transaction
+    control and anything else pg_dump does not write are refused. Custom-format files go through
+    `pg_restore --single-transaction`, *.sql.gz through a restricted psql in one transaction that
+    commits only after the last byte was checked: a failed or interrupted restore leaves the
+    database as it was. The backup's SQL runs as the connecting role (use --role for a
+    non-superuser). Asks first; remote or production databases also need --allow-production.
 
     \b
     Examples:
       atb db restore backups/atb.dump
       atb db restore backups/atb.sql.gz --yes
+      atb db restore backups/atb.dump --role atb_owner
     """
     from atb.db.admin import refuse_unless_local
     from atb.db.admin.backup import restore_database
@@ -446,6 +475,7 @@ def restore_command(
         confirm_name=confirm_name,
         typed=False,
     )
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
     progress = _progress()
     try:
         result = restore_database(
@@ -456,10 +486,11 @@ def restore_command(
             progress=progress,
             env=os.environ,
             allow_production=allow_production,
+            role=role,
+            require_checksum=not no_checksum,
         )
     finally:
         _end_progress(progress)
-    click.echo(f"database: {settings.redacted_url} ({settings.source})")
     click.echo(
         f"restored {result.path.name} in {result.duration_s:.1f} s "
         f"({result.format} format, {result.tool.name} {result.tool.version})"
