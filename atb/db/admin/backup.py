@@ -655,7 +655,7 @@ def restore_database(
     Refused (`Refused`) on a remote or production database unless `allow_production`.
     """
     from . import refuse_unless_local
-    from .sqlscript import TX_ENDED, safe_stream, scan_dump
+    from .sqlscript import TX_ENDED, UnsafeDump, safe_stream, scan_dump
 
     if settings.url is None:
         raise ConfigurationError("restore needs a resolved database URL")
@@ -695,7 +695,10 @@ def restore_database(
         outcome = _run(args, env=env, timeout=timeout, progress=progress)
         committed_sent = outcome.returncode == 0
     else:
-        scan = scan_dump(path)
+        try:
+            scan = scan_dump(path)
+        except UnsafeDump as exc:
+            raise UnsafeDump(f"{path.name} was refused at {exc}; nothing was run") from None
         needed = max(major, _dumped_by_major(path))
         tool = _psql_with_restrict(needed, dirs, path)
         args = [
@@ -711,12 +714,15 @@ def restore_database(
             "--file",
             "-",
         ]
-        sent: list[bool] = []
+        lines_fed = 0
+        commit_line = 0  # psql numbers its input lines; errors name the line they came from
 
         def feed(stdin: IO[bytes]) -> None:
+            nonlocal lines_fed, commit_line
             for chunk in safe_stream(path, scan, role=role):
                 if chunk.endswith(b"COMMIT;\n"):
-                    sent.append(True)
+                    commit_line = lines_fed + chunk[: chunk.rindex(b"COMMIT;")].count(b"\n") + 1
+                lines_fed += chunk.count(b"\n")
                 stdin.write(chunk)
 
         outcome = _run(
@@ -727,7 +733,7 @@ def restore_database(
             feed=feed,
             progress=progress,
         )
-        committed_sent = bool(sent)
+        committed_sent = _reached_commit(outcome.stderr, commit_line)
         if outcome.returncode != 0 and TX_ENDED in outcome.stderr:
             raise DatabaseError(
                 f"restore from {path.name} failed: the file ended atb's transaction early, so "
@@ -750,6 +756,21 @@ def restore_database(
         tool=tool,
         server_version=version,
     )
+
+
+def _reached_commit(stderr: str, commit_line: int) -> bool:
+    """Whether psql may have run our COMMIT without confirming it (the outcome is then unknown).
+
+    A server ERROR at or before the COMMIT line means the transaction was rolled back; a failure
+    reported on an earlier line means COMMIT never ran.
+    """
+    numbers = [int(n) for n in re.findall(r"psql:<stdin>:(\d+):", stderr)]
+    if not numbers:  # no input line failed: a start-up error, or the connection died
+        return bool(commit_line) and "psql: error:" not in stderr
+    last = max(numbers)
+    if last < commit_line:
+        return False
+    return not (last == commit_line and f"<stdin>:{last}: ERROR:" in stderr)
 
 
 def _psql_with_restrict(minimum_major: int, dirs: list[Path] | None, path: Path) -> PgTool:

@@ -232,7 +232,7 @@ def _check_statement(piece: _Piece) -> None:
     if word not in _STATEMENT_WORDS:
         raise UnsafeDump(
             f"{where}: `{word}` statements are not restored from a plain-SQL file "
-            "(only what pg_dump writes: DDL, COPY ... FROM stdin, SET, setval); nothing was run"
+            "(only what pg_dump writes: DDL, COPY ... FROM stdin, SET, setval)"
         )
     if word == "CREATE" and re.search(r"\bBEGIN\s+ATOMIC\b", text, re.IGNORECASE):
         raise UnsafeDump(
