@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -178,21 +179,38 @@ def _size(num_bytes: int) -> str:
     return f"{size:.1f} TiB"
 
 
-def _progress():
-    """A one-line status on stderr while a long operation runs, only when a person is watching."""
-    if not interactive():
-        return None
+class _ProgressBar:
+    """click's progress bar on stderr, opened on the first report (when the total is known)."""
 
-    def show(line: str) -> None:
-        text = redact_url(line)[:100]
-        click.echo(f"\r\033[K{text}", nl=False, err=True)
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.shown = 0
 
-    return show
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=total, label=self.label, show_eta=True, show_percent=True, file=sys.stderr
+            )
+            self.bar.__enter__()
+        if done > self.shown:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
-def _end_progress(progress) -> None:
+def _progress(label: str = "working") -> _ProgressBar | None:
+    """A progress bar with percentage and ETA, only when a person is watching a terminal."""
+    return _ProgressBar(label) if interactive() and sys.stderr.isatty() else None
+
+
+def _end_progress(progress: _ProgressBar | None) -> None:
     if progress is not None:
-        click.echo("\r\033[K", nl=False, err=True)
+        progress.close()
 
 
 def _settings_url(settings) -> str:
@@ -387,7 +405,7 @@ def backup_command(
     db, settings = _connect(url)
     if not as_json:
         click.echo(f"database: {settings.redacted_url} ({settings.source})")
-    progress = _progress()
+    progress = _progress("backing up")
     try:
         result = backup_database(
             settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
@@ -476,7 +494,7 @@ def restore_command(
         typed=False,
     )
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
-    progress = _progress()
+    progress = _progress("restoring")
     try:
         result = restore_database(
             settings,
@@ -685,7 +703,7 @@ def reset_railway_command(
         )
         return answer.strip().lower() == environment.strip().lower()
 
-    progress = _progress()
+    progress = _progress("backing up first")
     try:
         result = reset_environment(
             db,

@@ -53,7 +53,7 @@ __all__ = [
     "tool_connection",
 ]
 
-Progress = Callable[[str], None]
+Progress = Callable[[int, int], None]  # (done, total), in bytes or entries; cheap, called often
 
 DEFAULT_TIMEOUT = 3600.0
 CUSTOM = "custom"
@@ -261,9 +261,9 @@ def _run(
     timeout: float,
     stdout: IO[bytes] | int = subprocess.DEVNULL,
     feed: Callable[[IO[bytes]], None] | None = None,
-    progress: Progress | None = None,
+    on_line: Callable[[str], None] | None = None,
 ) -> _Outcome:
-    """Run a tool without a shell; stream stderr lines to `progress`; kill it after `timeout`."""
+    """Run a tool without a shell; stream stderr lines to `on_line`; kill it after `timeout`."""
     try:
         proc = subprocess.Popen(
             args,
@@ -287,8 +287,8 @@ def _run(
             line = redact_url(raw.decode("utf-8", "replace").rstrip())
             if line:
                 lines.append(line)
-                if progress is not None:
-                    progress(line)
+                if on_line is not None:
+                    on_line(line)
 
     def write_stdin() -> None:
         assert proc.stdin is not None and feed is not None
@@ -480,6 +480,47 @@ def _check_sql_gz(path: Path) -> None:
         raise DatabaseError(f"the backup {path} is incomplete (no pg_dump completion marker)")
 
 
+def _dump_meter(db: pw.Database, progress: Progress) -> Callable[[str], None]:
+    """Turn pg_dump's `--verbose` lines into (bytes of tables dumped, bytes of all tables)."""
+    with translated_errors():
+        sizes = dict(
+            db.execute_sql(
+                "SELECT n.nspname || '.' || c.relname, pg_catalog.pg_total_relation_size(c.oid) "
+                "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname NOT IN "
+                "('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'"
+            ).fetchall()
+        )
+    total = max(1, sum(sizes.values()))
+    done = 0
+    progress(0, total)
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        match = re.search(r'dumping contents of table "([^"]+)"', line)
+        if match:
+            done = min(total, done + sizes.get(match.group(1), 0))
+            progress(done, total)
+
+    return on_line
+
+
+def _restore_meter(tool: PgTool, path: Path, progress: Progress, timeout: float):
+    """Turn pg_restore's `--verbose` lines into (table data entries restored, entries)."""
+    listed = _run_check([str(tool.path), "--list", str(path)], path, timeout)
+    total = max(1, sum(1 for line in listed.splitlines() if " TABLE DATA " in line))
+    done = 0
+    progress(0, total)
+
+    def on_line(line: str) -> None:
+        nonlocal done
+        if "processing data for table" in line:
+            done = min(total, done + 1)
+            progress(done, total)
+
+    return on_line
+
+
 def _write_checksum(partial: Path, output: Path) -> None:
     """`output.sha256` (atomically, 0600), naming the final file as `sha256sum -c` expects."""
     sidecar = checksum_path(output)
@@ -525,8 +566,10 @@ def backup_database(
     else:
         # Plain SQL that cleans up first and assigns no owners, so psql can replay it anywhere.
         args += ["--format=plain", "--clean", "--if-exists", "--no-owner", "--compress=6"]
+    on_line = None
     if progress is not None:
         args.append("--verbose")
+        on_line = _dump_meter(db or bound_database(), progress)
 
     output.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     _remove_dead_partials(output.parent, output.name)
@@ -536,7 +579,7 @@ def backup_database(
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as sink:
-            outcome = _run(args, env=env, timeout=timeout, stdout=sink, progress=progress)
+            outcome = _run(args, env=env, timeout=timeout, stdout=sink, on_line=on_line)
             sink.flush()
             os.fsync(sink.fileno())
         if outcome.returncode != 0:
@@ -689,10 +732,12 @@ def restore_database(
         ]
         if role:
             args.append(f"--role={role}")
+        on_line = None
         if progress is not None:
             args.append("--verbose")
+            on_line = _restore_meter(tool, path, progress, timeout)
         args.append(str(path))
-        outcome = _run(args, env=env, timeout=timeout, progress=progress)
+        outcome = _run(args, env=env, timeout=timeout, on_line=on_line)
         committed_sent = outcome.returncode == 0
     else:
         try:
@@ -719,7 +764,7 @@ def restore_database(
 
         def feed(stdin: IO[bytes]) -> None:
             nonlocal lines_fed, commit_line
-            for chunk in safe_stream(path, scan, role=role):
+            for chunk in safe_stream(path, scan, role=role, progress=progress):
                 if chunk.endswith(b"COMMIT;\n"):
                     commit_line = lines_fed + chunk[: chunk.rindex(b"COMMIT;")].count(b"\n") + 1
                 lines_fed += chunk.count(b"\n")
@@ -731,7 +776,6 @@ def restore_database(
             timeout=timeout,
             stdout=subprocess.DEVNULL,
             feed=feed,
-            progress=progress,
         )
         committed_sent = _reached_commit(outcome.stderr, commit_line)
         if outcome.returncode != 0 and TX_ENDED in outcome.stderr:

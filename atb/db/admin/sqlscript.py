@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
+import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from atb.db.errors import ConfigurationError, DatabaseError
 
 __all__ = ["TX_ENDED", "DumpScan", "UnsafeDump", "safe_stream", "scan_dump"]
+
+Progress = Callable[[int, int], None]
 
 COMPLETE_MARKER = "-- PostgreSQL database dump complete"
 TXID_SETTING = "atb.restore_txid"
@@ -92,11 +96,24 @@ class _Piece:
     statement: bool
 
 
-def _open_lines(path: Path) -> Iterator[str]:
-    """The file's lines, decoded strictly: a dump that is not UTF-8 is refused, not guessed."""
+def _open_lines(path: Path, progress: Progress | None = None) -> Iterator[str]:
+    """The file's lines, decoded strictly: a dump that is not UTF-8 is refused, not guessed.
+
+    `progress(compressed bytes read, file size)` is called every few thousand lines.
+    """
     try:
-        with gzip.open(path, "rt", encoding="utf-8", errors="strict", newline="") as stream:
-            yield from stream
+        with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as unzipped, io.TextIOWrapper(
+            unzipped, encoding="utf-8", errors="strict", newline=""
+        ) as stream:
+            if progress is None:
+                yield from stream
+                return
+            total = max(1, os.fstat(raw.fileno()).st_size)
+            for count, line in enumerate(stream):
+                if count % 4096 == 0:
+                    progress(raw.tell(), total)
+                yield line
+            progress(total, total)
     except UnicodeDecodeError as exc:
         raise UnsafeDump(f"{path.name} is not UTF-8 text ({exc.reason}); refusing it") from None
     except (OSError, EOFError) as exc:
@@ -105,7 +122,7 @@ def _open_lines(path: Path) -> Iterator[str]:
         ) from None
 
 
-def _pieces(path: Path) -> Iterator[_Piece]:
+def _pieces(path: Path, progress: Progress | None = None) -> Iterator[_Piece]:
     """Split the file into statements and verbatim parts, as psql reads it (COPY data included).
 
     A statement's text keeps its leading comments and white space: psql skips those itself.
@@ -117,7 +134,7 @@ def _pieces(path: Path) -> Iterator[_Piece]:
     restrict_key: str | None = None
     in_copy = False
     lineno = 0
-    for line in _open_lines(path):
+    for line in _open_lines(path, progress):
         lineno += 1
         if in_copy:
             yield _Piece(line, lineno, False)
@@ -258,8 +275,8 @@ def _check_statement(piece: _Piece) -> None:
         raise UnsafeDump(f"{where}: INSERT ... RETURNING is not something pg_dump writes")
 
 
-def _pieces_checked(path: Path) -> Iterator[_Piece]:
-    for piece in _pieces(path):
+def _pieces_checked(path: Path, progress: Progress | None = None) -> Iterator[_Piece]:
+    for piece in _pieces(path, progress):
         if piece.statement:
             _check_statement(piece)
         yield piece
@@ -291,7 +308,9 @@ def scan_dump(path: Path) -> DumpScan:
     return DumpScan(digest.hexdigest(), statements, path.stat().st_size)
 
 
-def safe_stream(path: Path, scan: DumpScan, *, role: str | None = None) -> Iterator[bytes]:
+def safe_stream(
+    path: Path, scan: DumpScan, *, role: str | None = None, progress: Progress | None = None
+) -> Iterator[bytes]:
     """The bytes psql reads: restricted, one transaction of ours, COMMIT only after a full re-check.
 
     Raises DatabaseError (before COMMIT is yielded) when the file changed since `scan`.
@@ -306,7 +325,7 @@ def safe_stream(path: Path, scan: DumpScan, *, role: str | None = None) -> Itera
         f"SELECT pg_catalog.set_config('{TXID_SETTING}', pg_catalog.txid_current()::text, false);\n"
     )
     yield prelude.encode()
-    for piece in _pieces_checked(path):
+    for piece in _pieces_checked(path, progress):
         if piece.statement:
             yield (guard + piece.text).encode()
         else:
