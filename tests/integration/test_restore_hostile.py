@@ -216,3 +216,48 @@ def test_a_killed_backup_leaves_nothing_behind_for_long(
     made = atb_db("backup", "--url", big_source, "--output", str(target))
     assert made.exit_code == 0, made.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.dump", "big.dump.sha256"]
+
+
+# --------------------------------------------------------------------------------------------------
+# --role: the backup's SQL runs without superuser rights
+
+
+@pytest.mark.parametrize("name", ["atb.dump", "atb.sql.gz"])
+def test_restore_as_a_role_creates_objects_as_that_role(
+    name: str, source_url: str, make_pg_database: Callable[..., str], tmp_path: Path
+) -> None:
+    archive = backup_of(source_url, tmp_path / name)
+    role = f"atb_restorer_{os.getpid()}_{name.split('.')[-1].replace('gz', 'sql')}"
+    fresh = make_pg_database("atb_role_target")
+    execute_sql(fresh, f'DROP ROLE IF EXISTS "{role}"')
+    execute_sql(fresh, f'CREATE ROLE "{role}" NOSUPERUSER NOLOGIN')
+    try:
+        execute_sql(fresh, f'ALTER SCHEMA public OWNER TO "{role}"')
+        result = atb_db("restore", str(archive), "--url", fresh, "--yes", "--role", role)
+        assert result.exit_code == 0, result.output
+        owners = execute_sql(
+            fresh, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        )
+        assert owners == [(role,)]
+        assert fingerprint(fresh) == fingerprint(source_url)
+    finally:
+        execute_sql(fresh, f'DROP OWNED BY "{role}" CASCADE')
+        execute_sql(fresh, f'DROP ROLE "{role}"')
+
+
+@pytest.mark.parametrize("name", ["atb.dump", "atb.sql.gz"])
+def test_restore_as_a_role_without_rights_changes_nothing(
+    name: str, source_url: str, other_url: str, tmp_path: Path
+) -> None:
+    archive = backup_of(source_url, tmp_path / name)
+    role = f"atb_weak_{os.getpid()}_{name.split('.')[-1]}"
+    execute_sql(other_url, f'DROP ROLE IF EXISTS "{role}"')
+    execute_sql(other_url, f'CREATE ROLE "{role}" NOSUPERUSER NOLOGIN')
+    before = fingerprint(other_url)
+    try:
+        result = atb_db("restore", str(archive), "--url", other_url, "--yes", "--role", role)
+        assert result.exit_code == 1
+        assert "must be owner" in result.output and "unchanged" in result.output
+        assert fingerprint(other_url) == before
+    finally:
+        execute_sql(other_url, f'DROP ROLE "{role}"')

@@ -808,9 +808,11 @@ def _reached_commit(stderr: str, commit_line: int) -> bool:
     A server ERROR at or before the COMMIT line means the transaction was rolled back; a failure
     reported on an earlier line means COMMIT never ran.
     """
+    if not commit_line:  # psql stopped reading before our COMMIT was even written
+        return False
     numbers = [int(n) for n in re.findall(r"psql:<stdin>:(\d+):", stderr)]
     if not numbers:  # no input line failed: a start-up error, or the connection died
-        return bool(commit_line) and "psql: error:" not in stderr
+        return "psql: error:" not in stderr
     last = max(numbers)
     if last < commit_line:
         return False
