@@ -136,7 +136,8 @@ def _atb_process(*args: str) -> subprocess.Popen:
     )
 
 
-def _admin_sessions(url: str, dbname_url: str) -> int:
+def _admin_sessions(url: str) -> int:
+    """Connections of atb's PostgreSQL tools (application_name `atb-admin`) to the database."""
     ((count,),) = execute_sql(
         url,
         "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE '%-admin' "
@@ -145,11 +146,21 @@ def _admin_sessions(url: str, dbname_url: str) -> int:
     return count
 
 
-def _wait_for_tool(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while _admin_sessions(url, url) == 0:
-        assert time.monotonic() < deadline, "the restore never connected"
-        time.sleep(0.05)
+def _signal_when(
+    proc: subprocess.Popen, ready: Callable[[], bool], how: signal.Signals, settle: float = 0
+) -> str:
+    """Send `how` to atb once `ready()` (the tool is at work); its stderr once it ended."""
+    try:
+        deadline = time.monotonic() + 60
+        while not ready():
+            assert time.monotonic() < deadline and proc.poll() is None, "the tool never started"
+            time.sleep(0.02)
+        time.sleep(settle)
+        proc.send_signal(how)
+        return proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 @pytest.fixture
@@ -172,20 +183,13 @@ def test_a_killed_restore_leaves_no_tool_running_and_changes_nothing(
     archive = backup_of(big_source, tmp_path / name)
     before = fingerprint(other_url)
     proc = _atb_process("db", "restore", str(archive), "--url", other_url, "--yes")
-    try:
-        _wait_for_tool(other_url)
-        time.sleep(0.3)
-        proc.send_signal(how)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = _signal_when(proc, lambda: _admin_sessions(other_url) > 0, how, settle=0.3)
     if how == signal.SIGINT:
         assert proc.returncode == 130 and "Error: interrupted; nothing was changed" in stderr
     elif how == signal.SIGTERM:
         assert proc.returncode == 143 and "nothing was changed" in stderr
     deadline = time.monotonic() + 30
-    while _admin_sessions(other_url, other_url):  # an orphaned tool would keep going, and commit
+    while _admin_sessions(other_url):  # an orphaned tool would keep going, and commit
         assert time.monotonic() < deadline, "a PostgreSQL tool outlived atb"
         time.sleep(0.1)
     time.sleep(1)
@@ -198,16 +202,7 @@ def test_a_killed_backup_leaves_nothing_behind_for_long(
 ) -> None:
     target = tmp_path / "big.dump"
     proc = _atb_process("db", "backup", "--url", big_source, "--output", str(target))
-    try:
-        deadline = time.monotonic() + 60
-        while not list(tmp_path.glob(".big.dump.partial-*")):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.02)
-        proc.send_signal(how)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    stderr = _signal_when(proc, lambda: any(tmp_path.glob(".big.dump.partial-*")), how)
     assert proc.returncode == (130 if how == signal.SIGINT else -signal.SIGKILL), stderr
     assert not target.exists()
     if how == signal.SIGINT:
