@@ -387,6 +387,13 @@ def backup_command(
         result = backup_database(
             settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
         )
+    except OSError as exc:  # name the file asked for, not the hidden temporary one
+        if isinstance(exc, BrokenPipeError) or exc.filename is None:
+            raise
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(
+            f"cannot write the backup to {output}: {reason} (in {output.parent.absolute()})"
+        ) from None
     finally:
         _end_progress(progress)
     if as_json:
