@@ -14,9 +14,8 @@ import psycopg2
 import pytest
 from helpers import atb_subprocess
 
-from atb.db.admin import check_server_is_local, redirections
-from atb.db.admin.backup import tool_connection
-from atb.db.settings import DatabaseSettings, parse_url
+from atb.db.admin import check_server_is_local
+from atb.db.settings import parse_url
 from atb.testing import create_scratch_database, drop_database, execute_sql
 
 pytestmark = pytest.mark.postgres
@@ -146,17 +145,6 @@ def test_reset_railway_with_a_remote_url_needs_allow_production(tmp_path: Path) 
     assert "secret" not in result.stdout + result.stderr
 
 
-def test_redirections_name_each_libpq_parameter() -> None:
-    assert redirections("postgresql://u@localhost/db", {}) == []
-    assert redirections("postgresql://u@/db?host=/run/pg&port=5432", {"PGHOST": "x"}) == []
-    assert redirections("postgresql://u@localhost/db?hostaddr=10.0.0.1", {}) == [
-        "hostaddr= in the URL"
-    ]
-    assert redirections("postgresql://u@/db", {"PGPORT": "5433"}) == [
-        "PGPORT is set and the URL names no port"
-    ]
-
-
 def test_the_server_confirms_it_is_local(pg_database_url: str, victim: str) -> None:
     """A Unix socket (NULL inet_server_addr) and a loopback TCP address both pass."""
     import peewee as pw
@@ -172,14 +160,3 @@ def test_the_server_confirms_it_is_local(pg_database_url: str, victim: str) -> N
         )
         check_server_is_local(db, url, action="nuke")
         db.close()
-
-
-def test_tools_get_only_the_checked_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("PGHOSTADDR", "PGSERVICE", "PGHOST", "PGPORT", "PGPASSWORD"):
-        monkeypatch.setenv(name, "stray")
-    conninfo, env = tool_connection(
-        DatabaseSettings(url="postgresql://u:pw@/db?host=/run/pg&port=5432")
-    )
-    assert not any(name.startswith("PG") and name != "PGPASSWORD" for name in env)
-    assert env["PGPASSWORD"] == "pw"
-    assert "host='/run/pg'" in conninfo and "pw" not in conninfo
