@@ -35,12 +35,19 @@ def friendly_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (click.ClickException, click.Abort, click.exceptions.Exit):
+        except (click.ClickException, click.exceptions.Exit):
             raise
+        except click.Abort:  # a prompt without an answer (no terminal, EOF): say what to pass
+            raise click.ClickException(
+                "not confirmed; nothing was changed (without a terminal pass --yes, "
+                "or --confirm NAME where the command asks for a name)"
+            ) from None
         except DatabaseError as exc:
             raise click.ClickException(redact_url(str(exc))) from None
+        except BrokenPipeError:
+            raise
         except OSError as exc:
-            raise click.ClickException(redact_url(f"{type(exc).__name__}: {exc}")) from None
+            raise click.ClickException(redact_url(os_error_message(exc))) from None
 
     return wrapper
 
@@ -74,6 +81,14 @@ def all_or_nothing(func: Callable) -> Callable:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    """`cannot write /proc/x.dump: No such file or directory`, not a bare `FileNotFoundError`."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"cannot use {exc.filename}: {reason}"
+    return reason
 
 
 def emit_json(data: Any) -> None:

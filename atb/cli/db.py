@@ -241,15 +241,21 @@ def _confirm_destructive(
         raise click.UsageError(
             f"--yes does not confirm a remote or production database; pass --confirm {dbname}"
         )
+    flag = f"--yes or --confirm {dbname}" if is_local else f"--confirm {dbname}"
     click.echo(f"{what} {target} ({redact_url(url)}).", err=True)
-    if typed or not is_local:
-        answer = click.prompt(
-            f"Type the database name ({dbname}) to continue", default="", show_default=False
-        )
-        if answer.strip() != dbname:
-            raise click.ClickException("the name did not match; nothing was changed")
-    else:
-        click.confirm("Continue?", default=False, abort=True)
+    try:
+        if typed or not is_local:
+            answer = click.prompt(
+                f"Type the database name ({dbname}) to continue", default="", show_default=False
+            )
+            if answer.strip() != dbname:
+                raise click.ClickException("the name did not match; nothing was changed")
+        elif not click.confirm("Continue?", default=False):
+            raise click.ClickException(f"not confirmed; nothing was changed (or pass {flag})")
+    except click.Abort:
+        raise click.ClickException(
+            f"no answer to the prompt; nothing was changed (without a terminal pass {flag})"
+        ) from None
 
 
 @db_group.command("verify")
@@ -410,6 +416,13 @@ def backup_command(
         result = backup_database(
             settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
         )
+    except OSError as exc:  # name the file asked for, not the hidden temporary one
+        if isinstance(exc, BrokenPipeError) or exc.filename is None:
+            raise
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(
+            f"cannot write the backup to {output}: {reason} (in {output.parent.absolute()})"
+        ) from None
     finally:
         _end_progress(progress)
     if as_json:
@@ -477,7 +490,7 @@ def restore_command(
       atb db restore backups/atb.sql.gz --yes
       atb db restore backups/atb.dump --role atb_owner
     """
-    from atb.db.admin import refuse_unless_local
+    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.backup import restore_database
 
     db, settings = _connect(url)
@@ -485,6 +498,8 @@ def restore_command(
     is_local = refuse_unless_local(
         target, os.environ, allow_production=allow_production, action="restore into"
     )
+    if is_local:
+        check_server_is_local(db, target, action="restore into")
     _confirm_destructive(
         what=f"This replaces every object in the backup {file.name} in",
         url=target,
@@ -541,7 +556,7 @@ def nuke_command(
       atb db nuke                # asks for the database name
       atb db nuke --yes          # local development, no prompt
     """
-    from atb.db.admin import refuse_unless_local
+    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.nuke import nuke_database, schema_objects
 
     db, settings = _connect(url)
@@ -549,6 +564,8 @@ def nuke_command(
     is_local = refuse_unless_local(
         target, os.environ, allow_production=allow_production, action="nuke"
     )
+    if is_local:
+        check_server_is_local(db, target, action="nuke")
     objects = schema_objects(db)
     summary = ", ".join(f"{len(names)} {kind}(s)" for kind, names in objects.items() if names)
     _confirm_destructive(
@@ -650,9 +667,14 @@ def setup_railway_command(url: str | None, as_json: bool) -> None:
     "confirm_env",
     metavar="ENV",
     default=None,
-    help="The environment name, typed in advance (non-interactive use, with --yes).",
+    help="The environment name exactly as ENV, typed in advance (replaces the prompt).",
 )
 @yes_option
+@click.option(
+    "--allow-production",
+    is_flag=True,
+    help="Allow a --url that is not on this machine, or libpq settings that redirect it.",
+)
 @_TIMEOUT_OPTION
 @friendly_errors
 def reset_railway_command(
@@ -661,26 +683,29 @@ def reset_railway_command(
     backup_dir: Path,
     confirm_env: str | None,
     yes: bool,
+    allow_production: bool,
     timeout: float,
 ) -> None:
     """Empty every app table of a Railway environment's database (the migration history stays).
 
     Refuses unless this shell's Railway environment (RAILWAY_ENVIRONMENT_NAME) is ENV; writes a
-    backup first; then asks you to type ENV. TRUNCATE ... RESTART IDENTITY CASCADE in one
-    statement. Non-interactive use needs both --yes and --confirm ENV.
+    backup first; then asks you to type ENV (--confirm ENV answers in advance, exactly).
+    TRUNCATE ... RESTART IDENTITY CASCADE in one statement. A --url gets nuke's guard: local
+    only unless --allow-production.
 
     \b
     Examples:
       railway run -e staging atb db reset-railway staging
-      atb db reset-railway staging --yes --confirm staging
+      atb db reset-railway staging --confirm staging
     """
     from atb.db.admin.railway import check_environment, reset_environment, resolve_railway_settings
 
     if yes and confirm_env is None:
         raise click.UsageError("--yes needs --confirm ENV as well (the environment name)")
-    if confirm_env is not None and confirm_env.strip().lower() != environment.strip().lower():
+    if confirm_env is not None and confirm_env != environment:
         raise click.UsageError(
-            f"--confirm {confirm_env!r} does not match the environment {environment!r}"
+            f"--confirm {confirm_env!r} does not match the environment {environment!r} exactly; "
+            "nothing was changed"
         )
     check_environment(environment, os.environ)
     settings = resolve_railway_settings(os.environ, url)
@@ -691,17 +716,25 @@ def reset_railway_command(
             f"backup written: {backup.path} ({_size(backup.size_bytes)} in "
             f"{backup.duration_s:.1f} s)"
         )
-        if confirm_env is not None and yes:
+        if confirm_env is not None:
             return True
         click.echo(
             f"This deletes every row of the app tables in Railway environment {environment!r} "
             f"({settings.redacted_url}).",
             err=True,
         )
-        answer = click.prompt(
-            f"Type the environment name ({environment}) to continue", default="", show_default=False
-        )
-        return answer.strip().lower() == environment.strip().lower()
+        try:
+            answer = click.prompt(
+                f"Type the environment name ({environment}) to continue",
+                default="",
+                show_default=False,
+            )
+        except click.Abort:
+            raise click.ClickException(
+                f"no answer to the prompt; nothing was deleted (backup kept at {backup.path}); "
+                f"without a terminal pass --confirm {environment}"
+            ) from None
+        return answer.strip() == environment
 
     progress = _progress("backing up first")
     try:
@@ -714,6 +747,8 @@ def reset_railway_command(
             confirm=confirm,
             timeout=timeout,
             progress=progress,
+            explicit_url=url is not None,
+            allow_production=allow_production,
         )
     finally:
         _end_progress(progress)
