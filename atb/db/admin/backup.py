@@ -697,17 +697,18 @@ def restore_database(
     `role`: restore as that role (`SET ROLE`), so the file's SQL runs without superuser rights.
     Refused (`Refused`) on a remote or production database unless `allow_production`.
     """
-    from . import refuse_unless_local
+    from . import check_server_is_local, refuse_unless_local
     from .sqlscript import TX_ENDED, UnsafeDump, safe_stream, scan_dump
 
     if settings.url is None:
         raise ConfigurationError("restore needs a resolved database URL")
-    refuse_unless_local(
+    if refuse_unless_local(
         settings.url,
         os.environ if env is None else env,
         allow_production=allow_production,
         action="restore into",
-    )
+    ):
+        check_server_is_local(db or bound_database(), settings.url, action="restore into")
     path = Path(path).expanduser().absolute()
     fmt = detect_archive_format(path)
     verify_checksum(path, required=require_checksum)
