@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from atb import __version__
@@ -26,5 +29,15 @@ cli.add_command(db_group)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="atb")
+    """Console-script entry point; a closed pipe (`atb db status | head`) ends quietly."""
+    try:
+        cli(prog_name="atb")
+    except BrokenPipeError:
+        quiet_broken_pipe()
+
+
+def quiet_broken_pipe() -> None:
+    """The reader went away: point stdout at /dev/null so the exit flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(1)

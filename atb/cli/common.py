@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -33,14 +35,60 @@ def friendly_errors(func: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (click.ClickException, click.Abort, click.exceptions.Exit):
+        except (click.ClickException, click.exceptions.Exit):
             raise
+        except click.Abort:  # a prompt without an answer (no terminal, EOF): say what to pass
+            raise click.ClickException(
+                "not confirmed; nothing was changed (without a terminal pass --yes, "
+                "or --confirm NAME where the command asks for a name)"
+            ) from None
         except DatabaseError as exc:
             raise click.ClickException(redact_url(str(exc))) from None
+        except BrokenPipeError:
+            raise
         except OSError as exc:
-            raise click.ClickException(redact_url(f"{type(exc).__name__}: {exc}")) from None
+            raise click.ClickException(redact_url(os_error_message(exc))) from None
 
     return wrapper
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so `finally` blocks and child clean-up run."""
+
+
+def all_or_nothing(func: Callable) -> Callable:
+    """For commands that change nothing unless they finish: Ctrl-C and SIGTERM stop the work
+    (the PostgreSQL tool is killed, temporary files removed) and exit 130 / 143 with one line."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        def terminate(signum: int, frame: object) -> None:
+            raise Terminated()
+
+        previous = signal.getsignal(signal.SIGTERM)
+        with contextlib.suppress(ValueError):  # not the main thread: no handler to install
+            signal.signal(signal.SIGTERM, terminate)
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted; nothing was changed", err=True)
+            sys.exit(130)
+        except Terminated:
+            click.echo("Error: terminated; nothing was changed", err=True)
+            sys.exit(143)
+        finally:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGTERM, previous)
+
+    return wrapper
+
+
+def os_error_message(exc: OSError) -> str:
+    """`cannot write /proc/x.dump: No such file or directory`, not a bare `FileNotFoundError`."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"cannot use {exc.filename}: {reason}"
+    return reason
 
 
 def emit_json(data: Any) -> None:

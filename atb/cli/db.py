@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -10,7 +11,15 @@ import click
 from atb.db import connection, local, migrate
 from atb.db.settings import redact_url
 
-from .common import emit_json, friendly_errors, interactive, json_option, url_option, yes_option
+from .common import (
+    all_or_nothing,
+    emit_json,
+    friendly_errors,
+    interactive,
+    json_option,
+    url_option,
+    yes_option,
+)
 
 
 @click.group("db")
@@ -178,21 +187,38 @@ def _size(num_bytes: int) -> str:
     return f"{size:.1f} TiB"
 
 
-def _progress():
-    """A one-line status on stderr while a long operation runs, only when a person is watching."""
-    if not interactive():
-        return None
+class _ProgressBar:
+    """click's progress bar on stderr, opened on the first report (when the total is known)."""
 
-    def show(line: str) -> None:
-        text = redact_url(line)[:100]
-        click.echo(f"\r\033[K{text}", nl=False, err=True)
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar = None
+        self.shown = 0
 
-    return show
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            self.bar = click.progressbar(
+                length=total, label=self.label, show_eta=True, show_percent=True, file=sys.stderr
+            )
+            self.bar.__enter__()
+        if done > self.shown:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
 
 
-def _end_progress(progress) -> None:
+def _progress(label: str = "working") -> _ProgressBar | None:
+    """A progress bar with percentage and ETA, only when a person is watching a terminal."""
+    return _ProgressBar(label) if interactive() and sys.stderr.isatty() else None
+
+
+def _end_progress(progress: _ProgressBar | None) -> None:
     if progress is not None:
-        click.echo("\r\033[K", nl=False, err=True)
+        progress.close()
 
 
 def _settings_url(settings) -> str:
@@ -223,15 +249,21 @@ def _confirm_destructive(
         raise click.UsageError(
             f"--yes does not confirm a remote or production database; pass --confirm {dbname}"
         )
+    flag = f"--yes or --confirm {dbname}" if is_local else f"--confirm {dbname}"
     click.echo(f"{what} {target} ({redact_url(url)}).", err=True)
-    if typed or not is_local:
-        answer = click.prompt(
-            f"Type the database name ({dbname}) to continue", default="", show_default=False
-        )
-        if answer.strip() != dbname:
-            raise click.ClickException("the name did not match; nothing was changed")
-    else:
-        click.confirm("Continue?", default=False, abort=True)
+    try:
+        if typed or not is_local:
+            answer = click.prompt(
+                f"Type the database name ({dbname}) to continue", default="", show_default=False
+            )
+            if answer.strip() != dbname:
+                raise click.ClickException("the name did not match; nothing was changed")
+        elif not click.confirm("Continue?", default=False):
+            raise click.ClickException(f"not confirmed; nothing was changed (or pass {flag})")
+    except click.Abort:
+        raise click.ClickException(
+            f"no answer to the prompt; nothing was changed (without a terminal pass {flag})"
+        ) from None
 
 
 @db_group.command("verify")
@@ -367,6 +399,7 @@ def makemigrations_command(name: str, empty: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @_TIMEOUT_OPTION
+@all_or_nothing
 @friendly_errors
 def backup_command(
     url: str | None, as_json: bool, output: Path, force: bool, timeout: float
@@ -384,11 +417,20 @@ def backup_command(
     from atb.db.admin.backup import backup_database
 
     db, settings = _connect(url)
-    progress = _progress()
+    if not as_json:
+        click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    progress = _progress("backing up")
     try:
         result = backup_database(
             settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
         )
+    except OSError as exc:  # name the file asked for, not the hidden temporary one
+        if isinstance(exc, BrokenPipeError) or exc.filename is None:
+            raise
+        reason = exc.strerror or str(exc)
+        raise click.ClickException(
+            f"cannot write the backup to {output}: {reason} (in {output.parent.absolute()})"
+        ) from None
     finally:
         _end_progress(progress)
     if as_json:
@@ -404,7 +446,6 @@ def backup_command(
             }
         )
         return
-    click.echo(f"database: {settings.redacted_url} ({settings.source})")
     click.echo(
         f"backup written: {result.path} ({_size(result.size_bytes)} in {result.duration_s:.1f} s; "
         f"{result.format} format, {result.tool.name} {result.tool.version})"
@@ -418,6 +459,18 @@ def backup_command(
 @_ALLOW_PRODUCTION_OPTION
 @_CONFIRM_NAME_OPTION
 @_TIMEOUT_OPTION
+@click.option(
+    "--role",
+    metavar="NAME",
+    default=None,
+    help="Run the backup's SQL as this role (SET ROLE), e.g. a non-superuser owning the tables.",
+)
+@click.option(
+    "--no-checksum",
+    is_flag=True,
+    help="Restore a file that has no FILE.sha256 (its completeness then rests on a full read).",
+)
+@all_or_nothing
 @friendly_errors
 def restore_command(
     file: Path,
@@ -426,19 +479,26 @@ def restore_command(
     allow_production: bool,
     confirm_name: str | None,
     timeout: float,
+    role: str | None,
+    no_checksum: bool,
 ) -> None:
     """Replace the database's contents with a backup, all or nothing.
 
-    Custom-format files go through `pg_restore --clean --if-exists --single-transaction
-    --no-owner`, *.sql.gz through psql in one transaction: a failed restore leaves the database
-    as it was. Asks first; remote or production databases also need --allow-production.
+    Before anything runs, the file is checked whole: its FILE.sha256 (written by atb db
+    backup), a full read, and for *.sql.gz every statement: psql meta-commands, transaction
+    control and anything else pg_dump does not write are refused. Custom-format files go through
+    `pg_restore --single-transaction`, *.sql.gz through a restricted psql in one transaction that
+    commits only after the last byte was checked: a failed or interrupted restore leaves the
+    database as it was. The backup's SQL runs as the connecting role (use --role for a
+    non-superuser). Asks first; remote or production databases also need --allow-production.
 
     \b
     Examples:
       atb db restore backups/atb.dump
       atb db restore backups/atb.sql.gz --yes
+      atb db restore backups/atb.dump --role atb_owner
     """
-    from atb.db.admin import refuse_unless_local
+    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.backup import restore_database
 
     db, settings = _connect(url)
@@ -446,6 +506,8 @@ def restore_command(
     is_local = refuse_unless_local(
         target, os.environ, allow_production=allow_production, action="restore into"
     )
+    if is_local:
+        check_server_is_local(db, target, action="restore into")
     _confirm_destructive(
         what=f"This replaces every object in the backup {file.name} in",
         url=target,
@@ -454,7 +516,8 @@ def restore_command(
         confirm_name=confirm_name,
         typed=False,
     )
-    progress = _progress()
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    progress = _progress("restoring")
     try:
         result = restore_database(
             settings,
@@ -464,10 +527,11 @@ def restore_command(
             progress=progress,
             env=os.environ,
             allow_production=allow_production,
+            role=role,
+            require_checksum=not no_checksum,
         )
     finally:
         _end_progress(progress)
-    click.echo(f"database: {settings.redacted_url} ({settings.source})")
     click.echo(
         f"restored {result.path.name} in {result.duration_s:.1f} s "
         f"({result.format} format, {result.tool.name} {result.tool.version})"
@@ -500,7 +564,7 @@ def nuke_command(
       atb db nuke                # asks for the database name
       atb db nuke --yes          # local development, no prompt
     """
-    from atb.db.admin import refuse_unless_local
+    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.nuke import nuke_database, schema_objects
 
     db, settings = _connect(url)
@@ -508,6 +572,8 @@ def nuke_command(
     is_local = refuse_unless_local(
         target, os.environ, allow_production=allow_production, action="nuke"
     )
+    if is_local:
+        check_server_is_local(db, target, action="nuke")
     objects = schema_objects(db)
     summary = ", ".join(f"{len(names)} {kind}(s)" for kind, names in objects.items() if names)
     _confirm_destructive(
@@ -609,9 +675,14 @@ def setup_railway_command(url: str | None, as_json: bool) -> None:
     "confirm_env",
     metavar="ENV",
     default=None,
-    help="The environment name, typed in advance (non-interactive use, with --yes).",
+    help="The environment name exactly as ENV, typed in advance (replaces the prompt).",
 )
 @yes_option
+@click.option(
+    "--allow-production",
+    is_flag=True,
+    help="Allow a --url that is not on this machine, or libpq settings that redirect it.",
+)
 @_TIMEOUT_OPTION
 @friendly_errors
 def reset_railway_command(
@@ -620,26 +691,29 @@ def reset_railway_command(
     backup_dir: Path,
     confirm_env: str | None,
     yes: bool,
+    allow_production: bool,
     timeout: float,
 ) -> None:
     """Empty every app table of a Railway environment's database (the migration history stays).
 
     Refuses unless this shell's Railway environment (RAILWAY_ENVIRONMENT_NAME) is ENV; writes a
-    backup first; then asks you to type ENV. TRUNCATE ... RESTART IDENTITY CASCADE in one
-    statement. Non-interactive use needs both --yes and --confirm ENV.
+    backup first; then asks you to type ENV (--confirm ENV answers in advance, exactly).
+    TRUNCATE ... RESTART IDENTITY CASCADE in one statement. A --url gets nuke's guard: local
+    only unless --allow-production.
 
     \b
     Examples:
       railway run -e staging atb db reset-railway staging
-      atb db reset-railway staging --yes --confirm staging
+      atb db reset-railway staging --confirm staging
     """
     from atb.db.admin.railway import check_environment, reset_environment, resolve_railway_settings
 
     if yes and confirm_env is None:
         raise click.UsageError("--yes needs --confirm ENV as well (the environment name)")
-    if confirm_env is not None and confirm_env.strip().lower() != environment.strip().lower():
+    if confirm_env is not None and confirm_env != environment:
         raise click.UsageError(
-            f"--confirm {confirm_env!r} does not match the environment {environment!r}"
+            f"--confirm {confirm_env!r} does not match the environment {environment!r} exactly; "
+            "nothing was changed"
         )
     check_environment(environment, os.environ)
     settings = resolve_railway_settings(os.environ, url)
@@ -650,19 +724,27 @@ def reset_railway_command(
             f"backup written: {backup.path} ({_size(backup.size_bytes)} in "
             f"{backup.duration_s:.1f} s)"
         )
-        if confirm_env is not None and yes:
+        if confirm_env is not None:
             return True
         click.echo(
             f"This deletes every row of the app tables in Railway environment {environment!r} "
             f"({settings.redacted_url}).",
             err=True,
         )
-        answer = click.prompt(
-            f"Type the environment name ({environment}) to continue", default="", show_default=False
-        )
-        return answer.strip().lower() == environment.strip().lower()
+        try:
+            answer = click.prompt(
+                f"Type the environment name ({environment}) to continue",
+                default="",
+                show_default=False,
+            )
+        except click.Abort:
+            raise click.ClickException(
+                f"no answer to the prompt; nothing was deleted (backup kept at {backup.path}); "
+                f"without a terminal pass --confirm {environment}"
+            ) from None
+        return answer.strip() == environment
 
-    progress = _progress()
+    progress = _progress("backing up first")
     try:
         result = reset_environment(
             db,
@@ -673,6 +755,8 @@ def reset_railway_command(
             confirm=confirm,
             timeout=timeout,
             progress=progress,
+            explicit_url=url is not None,
+            allow_production=allow_production,
         )
     finally:
         _end_progress(progress)

@@ -25,6 +25,11 @@ from .connection import _driver_error, bound_database, call_deadline, is_postgre
 from .errors import MigrationError
 
 log = logging.getLogger("atb.db.migrate")
+# peewee-migrate logs a failed migration's whole traceback itself; with no logging configured
+# Python would print it to stderr before our one-line MigrationError. Its records stay here.
+_router_log = logging.getLogger("atb.db.migrate.router")
+_router_log.propagate = False
+_router_log.addHandler(logging.NullHandler())
 
 # An arbitrary, fixed 64-bit key: "atb-migrate" as bytes, so other apps' locks never collide.
 ADVISORY_LOCK_KEY = int.from_bytes(b"atbmigr8", "big") & 0x7FFF_FFFF_FFFF_FFFF
@@ -69,7 +74,9 @@ class MigrationState:
 
 def make_router(db: pw.Database | None = None, directory: Path | None = None) -> Router:
     """A peewee-migrate Router over our migration folder and the bound database."""
-    return Router(db or bound_database(), migrate_dir=directory or migrations_dir(), logger=log)
+    return Router(
+        db or bound_database(), migrate_dir=directory or migrations_dir(), logger=_router_log
+    )
 
 
 def available_migrations(directory: Path | None = None) -> tuple[str, ...]:

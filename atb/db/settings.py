@@ -84,14 +84,44 @@ class ParsedUrl:
         return self.host is None or self.host in LOCAL_HOSTS or self.host.startswith("/")
 
 
+def _port(raw: str, url: str) -> int:
+    """One port number; libpq's port lists (several servers) are refused, not guessed."""
+    text = str(raw).strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigurationError(
+            f"database URL {redact_url(url)} has an invalid port {text!r} "
+            "(expected one number from 1 to 65535)"
+        )
+    return int(text)
+
+
+def _check_text(url: str) -> None:
+    """Refuse what libpq cannot take (NUL, bytes that are not UTF-8) before any driver sees it."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = redact_url(url.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+        raise ConfigurationError(f"database URL {shown!r} is not valid UTF-8") from None
+    if "\x00" in url or "%00" in url:
+        raise ConfigurationError(
+            f"database URL {redact_url(url)!r} contains a NUL character (%00), "
+            "which PostgreSQL does not allow"
+        )
+
+
 def parse_url(url: str) -> ParsedUrl:
-    """Split a URL, refusing unknown schemes with a message naming the supported ones."""
+    """Split a URL, refusing unknown schemes and malformed parts with a message naming the problem."""
     if not url or "://" not in url:
         raise ConfigurationError(
             f"database URL {redact_url(url)!r} is not a URL; expected e.g. "
             "postgresql://user:password@host:5432/dbname"
         )
-    parts = urlsplit(url)
+    _check_text(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
+        raise ConfigurationError(f"database URL {redact_url(url)} is malformed: {exc}") from None
     scheme = parts.scheme.lower()
     if scheme not in SUPPORTED_SCHEMES:
         raise ConfigurationError(
@@ -103,15 +133,18 @@ def parse_url(url: str) -> ParsedUrl:
         database = path[1:] if path.startswith("/") else path
         return ParsedUrl("sqlite", None, None, None, None, database or ":memory:", {})
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    host = unquote(parts.hostname) if parts.hostname else None
+    host = unquote(hostname) if hostname else None
     if "host" in query:  # libpq style: postgresql://user@/db?host=/socket/dir
         host = query.pop("host")
     try:
         port = parts.port
     except ValueError:
-        raise ConfigurationError(f"database URL {redact_url(url)} has an invalid port") from None
+        raise ConfigurationError(
+            f"database URL {redact_url(url)} has an invalid port "
+            "(expected one number from 1 to 65535)"
+        ) from None
     if "port" in query:
-        port = int(query.pop("port"))
+        port = _port(query.pop("port"), url)
     database = unquote(parts.path.lstrip("/"))
     if not database:
         raise ConfigurationError(
@@ -276,12 +309,21 @@ class DatabaseSettings:
         return settings
 
 
+def _pg_port(raw: str | None) -> int | None:
+    if not raw:
+        return None
+    text = raw.strip()
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ConfigurationError(f"PGPORT={raw!r} is not a port number (1 to 65535)")
+    return int(text)
+
+
 def _url_from_pg_env(env: Mapping[str, str]) -> str | None:
     if not (env.get("PGHOST") or env.get("PGDATABASE")):
         return None
     return build_url(
         host=env.get("PGHOST") or "localhost",
-        port=int(env["PGPORT"]) if env.get("PGPORT") else None,
+        port=_pg_port(env.get("PGPORT")),
         user=env.get("PGUSER"),
         password=env.get("PGPASSWORD"),
         database=env.get("PGDATABASE") or env.get("PGUSER") or "postgres",
@@ -296,7 +338,7 @@ def _resolve_url(
     private = env.get("DATABASE_URL", "").strip()
     public = env.get("DATABASE_PUBLIC_URL", "").strip()
     if private:
-        host = (urlsplit(private).hostname or "") if "://" in private else ""
+        host = parse_url(private).host or "" if "://" in private else ""
         if host.endswith(RAILWAY_PRIVATE_SUFFIX) and not inside_railway(env):
             if public:
                 return public, "DATABASE_PUBLIC_URL (DATABASE_URL is Railway-private)"

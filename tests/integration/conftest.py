@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import INSERT_LIVE_SESSION_SQL
 
 from atb.db import connection
+from atb.testing import execute_sql
 
 
 @pytest.fixture(autouse=True)
@@ -15,3 +17,21 @@ def disconnect_after_each_test() -> Iterator[None]:
     the next one starts from nothing."""
     yield
     connection.disconnect()
+
+
+@pytest.fixture
+def source_url(make_migrated_pg_database: Callable[..., str]) -> str:
+    """A migrated database with rows in every table, every column set (what gets backed up)."""
+    from test_cli_backup_restore import fill_every_table
+
+    url = make_migrated_pg_database("atb_cli_backup")
+    fill_every_table(url)
+    return url
+
+
+@pytest.fixture
+def other_url(make_migrated_pg_database: Callable[..., str]) -> str:
+    """A migrated database holding different rows: what a restore replaces."""
+    url = make_migrated_pg_database("atb_cli_other")
+    execute_sql(url, INSERT_LIVE_SESSION_SQL)
+    return url

@@ -106,7 +106,7 @@ def test_reset_railway_backs_up_then_empties_the_app_tables(
     env = {"RAILWAY_ENVIRONMENT_NAME": "staging"}
     result = reset_railway("staging", railway_url, backup_dir=tmp_path, confirm="staging", env=env)
     assert result.exit_code == 0, result.output
-    (backup,) = tmp_path.iterdir()
+    (backup,) = tmp_path.glob("*.dump")
     assert backup.name.startswith("staging-") and backup.suffix == ".dump"
     assert backup.read_bytes().startswith(b"PGDMP")
     assert counts(railway_url) == {"trading_sessions": 0, "positions": 0, "migratehistory": 1}
@@ -125,7 +125,7 @@ def test_reset_railway_asks_for_the_environment_name(railway_url: str, tmp_path:
     assert "Type the environment name (staging)" in wrong.output
     assert "nothing was deleted" in wrong.output and "backup kept" in wrong.output
     assert counts(railway_url) == before
-    assert len(list(tmp_path.iterdir())) == 1  # the backup was written first and kept
+    assert len(list(tmp_path.glob("*.dump"))) == 1  # the backup was written first and kept
     right = reset_railway("staging", railway_url, backup_dir=tmp_path, env=env, input="staging\n")
     assert right.exit_code == 0, right.output
     assert counts(railway_url)["trading_sessions"] == 0

@@ -16,7 +16,7 @@ from atb.db import migrate
 from atb.db.connection import is_postgres, translated_errors
 from atb.db.errors import ConfigurationError
 
-from . import refuse_unless_local
+from . import check_server_is_local, refuse_unless_local
 
 __all__ = ["KINDS", "NukeResult", "nuke_database", "schema_objects"]
 
@@ -103,7 +103,8 @@ def nuke_database(
     allow_production: bool = False,
 ) -> NukeResult:
     """Drop everything in the schema (one transaction), then apply every migration from scratch."""
-    refuse_unless_local(url, env, allow_production=allow_production, action="nuke")
+    if refuse_unless_local(url, env, allow_production=allow_production, action="nuke"):
+        check_server_is_local(db, url, action="nuke")
     objects = schema_objects(db)
     with translated_errors(), db.connection_context():
         (name,) = db.execute_sql("SELECT current_database()").fetchone()

@@ -21,7 +21,7 @@ from atb.db.connection import translated_errors
 from atb.db.errors import ConfigurationError
 from atb.db.settings import DatabaseSettings, inside_railway
 
-from . import Refused
+from . import Refused, check_server_is_local, refuse_redirections, refuse_unless_local
 from .backup import DEFAULT_TIMEOUT, BackupResult, Progress, backup_database
 from .verify import VerifyReport, verify_database
 
@@ -30,6 +30,7 @@ __all__ = [
     "ResetResult",
     "SetupResult",
     "check_environment",
+    "guard_reset_target",
     "railway_environment",
     "reset_environment",
     "resolve_railway_settings",
@@ -172,6 +173,29 @@ def default_backup_path(backup_dir: Path, environment: str, now: dt.datetime | N
     return path
 
 
+def guard_reset_target(
+    db: pw.Database,
+    settings: DatabaseSettings,
+    env: Mapping[str, str],
+    *,
+    explicit_url: bool,
+    allow_production: bool,
+) -> None:
+    """Judge the database the reset will really reach, not only the Railway environment's name.
+
+    Nothing may redirect libpq (hostaddr, host lists, service, PGHOSTADDR, ...). An explicit URL
+    is not the environment's own, so it gets `nuke`'s guard: local (and the server confirms it)
+    or `--allow-production`. The Railway variables check_environment needs do not count here.
+    """
+    url = settings.url or ""
+    refuse_redirections(url, env, allow_production=allow_production, action="reset")
+    if not explicit_url:
+        return
+    outside = {k: v for k, v in env.items() if k not in ENVIRONMENT_VARIABLES}
+    if refuse_unless_local(url, outside, allow_production=allow_production, action="reset"):
+        check_server_is_local(db, url, action="reset")
+
+
 def reset_environment(
     db: pw.Database,
     settings: DatabaseSettings,
@@ -182,9 +206,14 @@ def reset_environment(
     confirm: Callable[[BackupResult], bool],
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress | None = None,
+    explicit_url: bool = False,
+    allow_production: bool = False,
 ) -> ResetResult:
-    """Check the environment, back up, ask `confirm`, then TRUNCATE the app tables."""
+    """Check the environment and the target, back up, ask `confirm`, then TRUNCATE the app tables."""
     found = check_environment(environment, env)
+    guard_reset_target(
+        db, settings, env, explicit_url=explicit_url, allow_production=allow_production
+    )
     target = default_backup_path(Path(backup_dir), environment)
     backup = backup_database(settings, target, db=db, timeout=timeout, progress=progress)
     if not confirm(backup):
