@@ -9,8 +9,9 @@ the connection turned out dead before anything was committed.
 from __future__ import annotations
 
 import logging
+import os
 import re
-import select
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,13 +38,19 @@ _settings: DatabaseSettings | None = None
 
 # ---- client-side time bound ---------------------------------------------------------------------
 # statement_timeout is enforced by the server, so a frozen server (or a dead network path, or a
-# stuck PgBouncer) never answers it. psycopg2's wait callback lets us wait on the socket ourselves,
-# with a deadline; when it passes, psycopg2 closes the connection and the call fails.
+# stuck PgBouncer) never answers it. Each round trip atb makes is registered with a watchdog
+# thread; when its deadline passes, the watchdog shuts the socket down, the blocked libpq call
+# returns at once with an error, and the pool replaces the connection. Unlike a psycopg2 wait
+# callback (process-wide, and it forbids COPY) this touches only atb's own connections.
 
 _UNSET = object()
 _deadline = threading.local()
 _default_call_timeout = 15.0
 _exception_wrapper = pw.__exception_wrapper__
+_TIMED_OUT = (
+    "the server did not answer within the call time bound (ATB_DB_CALL_TIMEOUT_S); "
+    "server frozen or network down?"
+)
 
 
 @contextmanager
@@ -58,39 +65,82 @@ def call_deadline(seconds: float | None) -> Iterator[None]:
         _deadline.at = previous
 
 
-def _wait_with_deadline(conn) -> None:
-    """psycopg2 wait callback: poll the connection, giving up when the thread's deadline passes."""
+def _current_deadline() -> float | None:
     at = getattr(_deadline, "at", _UNSET)
-    if at is _UNSET:
-        at = time.monotonic() + _default_call_timeout
-    poller = select.poll()
-    fd = conn.fileno()
-    while True:
-        state = conn.poll()
-        if state == pgext.POLL_OK:
+    return time.monotonic() + _default_call_timeout if at is _UNSET else at
+
+
+class _Watchdog:
+    """One daemon thread that shuts down the socket of a round trip that outlived its deadline."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watched: dict[int, tuple[float, int]] = {}  # token -> (deadline, socket fd)
+        self._fired: set[int] = set()
+        self._tokens = 0
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def guard(self, conn) -> Iterator[None]:
+        at = _current_deadline()
+        if at is None or conn is None or conn.closed:
+            yield
             return
-        if state == pgext.POLL_READ:
-            poller.register(fd, select.POLLIN)
-        elif state == pgext.POLL_WRITE:
-            poller.register(fd, select.POLLOUT)
-        else:
-            raise psycopg2.OperationalError(f"unexpected poll state {state}")
-        if at is None:
-            poller.poll()
-            continue
-        remaining = at - time.monotonic()
-        if remaining <= 0 or not poller.poll(remaining * 1000):
-            raise psycopg2.OperationalError(
-                "the server did not answer within the call time bound "
-                "(ATB_DB_CALL_TIMEOUT_S); server frozen or network down?"
-            )
+        with self._cond:
+            self._tokens += 1
+            token = self._tokens
+            self._watched[token] = (at, conn.fileno())
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="atb-db-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+        try:
+            yield
+        except (psycopg2.Error, pw.DatabaseError, pw.InterfaceError) as exc:
+            with self._cond:
+                fired = token in self._fired
+            if fired:  # wrapped as Peewee wraps driver errors, so the usual mapping applies
+                raise pw.OperationalError(psycopg2.OperationalError(_TIMED_OUT)) from exc
+            raise
+        finally:
+            with self._cond:
+                self._watched.pop(token, None)
+                self._fired.discard(token)
+
+    def _loop(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (at, fd) in list(self._watched.items()):
+                    if at <= now:
+                        del self._watched[token]
+                        self._fired.add(token)
+                        _shut_down(fd)
+                soonest = min((at for at, _ in self._watched.values()), default=None)
+                self._cond.wait(None if soonest is None else max(0.0, soonest - now))
+
+
+def _shut_down(fd: int) -> None:
+    """Make a blocked recv/send on this socket return now; the connection is then unusable."""
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
+_watchdog = _Watchdog()
 
 
 def install_call_bound(seconds: float) -> None:
-    """Route every psycopg2 wait in this process through the deadline (a process-wide hook)."""
+    """The default bound of one round trip made outside `run()` (inside it, the call's deadline)."""
     global _default_call_timeout
     _default_call_timeout = float(seconds)
-    pgext.set_wait_callback(_wait_with_deadline)
 
 
 # Statements PostgreSQL refuses inside a transaction block: sent without the SET LOCAL prefix.
@@ -125,14 +175,29 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
         stmt = "BEGIN"
         if isolation_level:
             stmt += " ISOLATION LEVEL " + self._adapter.isolation_level_str(isolation_level)
-        with _exception_wrapper:
+        with _exception_wrapper, _watchdog.guard(self._thread_connection()):
             self.cursor().execute(f"{stmt}; {self._transaction_sql}")
 
     def execute_sql(self, sql, params=None):
         if self._transaction_sql and not self.in_transaction():
             if not _NON_TRANSACTIONAL.match(sql) and self._txn_idle():
                 sql = self._transaction_sql + sql
-        return super().execute_sql(sql, params)
+        with _watchdog.guard(self._thread_connection()):
+            return super().execute_sql(sql, params)
+
+    def commit(self):
+        with _watchdog.guard(self._thread_connection()):
+            return super().commit()
+
+    def rollback(self):
+        with _watchdog.guard(self._thread_connection()):
+            return super().rollback()
+
+    def _thread_connection(self):
+        """This thread's connection, opening it first (the connect has libpq's own timeout)."""
+        if self.is_closed():
+            self.connect()
+        return self._state.conn
 
     def _unprefixed(self, sql):
         if self._transaction_sql and isinstance(sql, str) and sql.startswith(self._transaction_sql):
@@ -158,7 +223,8 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
         returned = self._returned_at.get(self.conn_key(conn))
         if returned is not None and time.monotonic() - returned < self._ping_after:
             return self._adapter.txn_status(conn) == self._adapter.txn_unknown
-        return super()._is_closed(conn)
+        with _watchdog.guard(conn):
+            return super()._is_closed(conn)
 
     def _close(self, conn, close_conn=False):
         self._returned_at[self.conn_key(conn)] = time.monotonic()
