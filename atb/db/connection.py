@@ -18,7 +18,13 @@ from typing import TypeVar
 import peewee as pw
 from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
 
-from .errors import ConfigurationError, DatabaseError, DatabaseUnavailable, DuplicateError
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    DuplicateError,
+    QueryTimeout,
+)
 from .settings import DatabaseSettings, redact_url
 
 log = logging.getLogger("atb.db")
@@ -196,8 +202,9 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return redact_url(text.splitlines()[0] if text else type(exc).__name__)
+    # Redact before cutting: a password may span lines, and half of it would escape the mask.
+    text = redact_url(str(exc).strip())
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -226,6 +233,20 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return "unable to open database" in text or "disk i/o error" in text
 
 
+def _timeout_error(exc: BaseException) -> QueryTimeout | None:
+    """QueryTimeout for a statement/lock timeout, naming the limit so the caller knows what to raise."""
+    orig = _driver_error(exc)
+    pgcode = getattr(orig, "pgcode", None)
+    text = _first_line(exc)
+    if pgcode == "57014" and "statement timeout" in text:
+        limit = f"{_settings.statement_timeout_ms} ms" if _settings else "the server's limit"
+        return QueryTimeout(f"{text} (statement_timeout: {limit}, ATB_DB_STATEMENT_TIMEOUT_MS)")
+    if pgcode == "55P03":
+        limit = f"{_settings.lock_timeout_ms} ms" if _settings else "the server's limit"
+        return QueryTimeout(f"{text} (lock_timeout: {limit}, ATB_DB_LOCK_TIMEOUT_MS)")
+    return None
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a Peewee/driver error onto atb's error types (the caller re-raises the result)."""
     if isinstance(exc, MaxConnectionsExceeded):
@@ -235,18 +256,19 @@ def translate(exc: BaseException) -> BaseException:
             "(raise ATB_DB_POOL_SIZE or find the code holding connections)"
         )
     if isinstance(exc, pw.IntegrityError):
-        message = redact_url(str(exc).strip().splitlines()[0])
+        message = _first_line(exc)
         if "unique" in message.lower() or "duplicate" in message.lower():
             return DuplicateError(message)
         return DatabaseError(f"integrity error: {message}")
     if isinstance(exc, (pw.OperationalError, pw.InterfaceError)):
         if _is_connection_failure(exc):
             return unavailable(exc)
+        timeout = _timeout_error(exc)
+        if timeout is not None:
+            return timeout
         return DatabaseError(_first_line(exc))
     if isinstance(exc, pw.PeeweeException):
-        return DatabaseError(
-            redact_url(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-        )
+        return DatabaseError(_first_line(exc) if str(exc).strip() else redact_url(repr(exc)))
     return exc
 
 
