@@ -7,7 +7,7 @@ output carries nothing of the password (a plain `not in` check is meaningless fo
 from urllib.parse import quote
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from atb.db.errors import ConfigurationError
@@ -17,8 +17,12 @@ OTHER = "xyzzy-other"
 passwords = st.text(min_size=1, max_size=40)
 # Raw (unescaped) netloc passwords urlsplit still parses as a password: no `/ ? #` (they end the
 # netloc); `@`, `:`, spaces, quotes and newlines (urlsplit deletes those) are all allowed.
-raw_netloc = st.text(st.characters(blacklist_characters="/?#", codec="utf-8"), min_size=1, max_size=40)
-raw_query = st.text(st.characters(blacklist_characters="&#", codec="utf-8"), min_size=1, max_size=40)
+raw_netloc = st.text(
+    st.characters(blacklist_characters="/?#", codec="utf-8"), min_size=1, max_size=40
+)
+raw_query = st.text(
+    st.characters(blacklist_characters="&#", codec="utf-8"), min_size=1, max_size=40
+)
 around = st.sampled_from(["{}", "could not connect to {}: FATAL: no", "{}\nsecond line", "'{}'"])
 
 
