@@ -332,6 +332,43 @@ def run(work: Callable[[], T], *, transaction: bool = True) -> T:
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def borrowed(db: pw.Database | None = None) -> Iterator[pw.Database]:
+    """Give the block the thread's connection and return it to the pool afterwards if the block
+    opened it: with autoconnect a bare query would otherwise keep it checked out for good."""
+    db = db if db is not None else bound_database()
+    opened_here = is_postgres(db) and db.is_closed()
+    try:
+        yield db
+    finally:
+        if opened_here and not db.is_closed():
+            db.close()
+
+
+def checkout_alive(db: pw.Database) -> bool:
+    """Check a live connection out for a caller-driven transaction (no retry can cover it).
+
+    A connection the thread already holds (outside a transaction) that died is dropped first, and
+    a pooled one that fails a `SELECT 1` is replaced once. True when this call opened it.
+    """
+    if not is_postgres(db) or db.in_transaction():
+        return False
+    if not db.is_closed() and _connection_is_dead(db):
+        _discard_dead_connection(db)
+    if not db.is_closed():
+        return False
+    db.connect()
+    try:
+        db.execute_sql("SELECT 1")
+    except (pw.OperationalError, pw.InterfaceError) as exc:
+        if not _is_connection_failure(exc) or not _discard_dead_connection(db):
+            raise
+        if not db.is_closed():
+            db.close()
+        db.connect()
+    return True
+
+
 def _discard_dead_connection(db: pw.Database) -> bool:
     """Drop the calling thread's dead connection; True when a retry makes sense."""
     if not is_postgres(db):

@@ -23,7 +23,7 @@ PRODUCTION_NAMES = frozenset({"production", "prod"})
 # Both patterns are anchored on a literal and contain no nested or overlapping quantifiers, and
 # every value is then consumed by one forward scan: redaction is linear in the input's length.
 _NETLOC_END = re.compile(r"[/?#]")  # not newlines: urlsplit deletes them, so they hide nothing
-_PASSWORD_KEY = re.compile(r"(?i)(?:^|(?<=[?&;\s]))password[ \t]*=[ \t]*")
+_PASSWORD_KEY = re.compile(r"(?i)(?:^|(?<=[?&;\s]))password[ \t]*(=)[ \t]*")
 _QUERY_VALUE_END = re.compile(r"[&#]")
 _DSN_VALUE_END = re.compile(r"\s")
 MASK = "***"
@@ -77,7 +77,8 @@ def _mask_keyword_passwords(text: str) -> str:
             continue  # inside a value already masked
         value = match.end()
         in_query = match.start() > 0 and text[match.start() - 1] in "?&"
-        if in_query:
+        if in_query:  # query values keep leading blanks (parse_qsl does), so mask from the `=`
+            value = match.end(1)
             end_match = _QUERY_VALUE_END.search(text, value)
             end = end_match.start() if end_match else len(text)
         elif value < len(text) and text[value] == "'":

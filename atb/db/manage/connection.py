@@ -62,12 +62,14 @@ class ConnectionMixin:
         return {"pool_size": 1, "pool_in_use": open_now, "pool_idle": 0}
 
     def cleanup_connection_pool(self) -> None:
-        """Close idle and over-age pooled connections; checked-out ones are left alone."""
+        """Close idle pooled connections; checked-out ones are left alone.
+
+        Not peewee's `close_stale()`: it closes *checked-out* connections, killing another thread's
+        open transaction. Over-age connections are retired when they come back to the pool.
+        """
         db = connection.bound_database()
         if isinstance(db, PooledDatabase):
             db.close_idle()
-            if db._stale_timeout:
-                db.close_stale(db._stale_timeout)
 
     def close(self) -> None:
         """Close every connection. On PostgreSQL the pool reopens on the next call."""
@@ -83,10 +85,8 @@ class ConnectionMixin:
     def get_session(self) -> Iterator[pw.Database]:
         """Yield the bound database inside one transaction; manager calls made inside join it."""
         db = connection.bound_database()
-        opened_here = connection.is_postgres(db) and db.is_closed()
         with connection.translated_errors():
-            if opened_here:
-                db.connect()
+            opened_here = connection.checkout_alive(db)
             try:
                 with db.atomic():
                     yield db
