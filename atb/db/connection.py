@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
 import peewee as pw
-from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from .errors import (
     ConfigurationError,
@@ -47,7 +48,44 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
     def __init__(self, *args, ping_after: float = 1.0, **kwargs):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
+        self._waiters: deque[object] = deque()
+        self._reserved = 0
         super().__init__(*args, **kwargs)
+
+    def connect(self, reuse_if_open=False):
+        """Check out a connection, queueing first-come first-served on the pool's condition.
+
+        Peewee's loop lets a newcomer take the connection a woken waiter was notified for, so
+        under contention most attempts fail and retry. Here a caller passes the gate only when a
+        slot is free and it is first in line; the slot stays reserved until its checkout is done.
+        """
+        if not self.is_closed() or not self._max_connections:
+            return super().connect(reuse_if_open)
+        deadline = time.monotonic() + (self._wait_timeout or float("inf"))
+        ticket = object()
+        with self._pool_available:
+            self._waiters.append(ticket)
+            try:
+                while (
+                    self._waiters[0] is not ticket
+                    or len(self._in_use) + self._reserved >= self._max_connections
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise MaxConnectionsExceeded(
+                            "Max connections exceeded, timed out attempting to connect."
+                        )
+                    self._pool_available.wait(remaining)
+                self._reserved += 1
+            finally:
+                self._waiters.remove(ticket)
+                self._pool_available.notify_all()
+        try:
+            return super(PooledDatabase, self).connect(reuse_if_open)  # skip peewee's retry loop
+        finally:
+            with self._pool_available:
+                self._reserved -= 1
+                self._pool_available.notify_all()
 
     def _is_closed(self, conn) -> bool:
         if conn.closed:
@@ -59,7 +97,13 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def _close(self, conn, close_conn=False):
         self._returned_at[self.conn_key(conn)] = time.monotonic()
-        return super()._close(conn, close_conn)
+        try:
+            return super()._close(conn, close_conn)
+        finally:
+            # Peewee skips the wake-up when a discarded (manual_close) connection is closed, so
+            # a queued caller would sleep out its whole timeout although a slot just freed up.
+            with self._pool_available:
+                self._pool_available.notify_all()
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)

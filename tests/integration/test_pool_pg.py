@@ -81,3 +81,68 @@ def test_cleanup_spares_a_connection_another_thread_is_using(pg_database_url):
         with connection.borrowed(db):
             TradingSession.delete().execute()
         connection.disconnect()
+
+
+def test_callers_beyond_the_pool_size_wait_in_line_instead_of_failing(pg_database_url):
+    """16 threads on a pool of 4: nobody errors, and checkout attempts rarely find the pool full
+    (peewee's own loop failed thousands of times; a queue only loses the odd race)."""
+    db = connection.connect(settings=settings_for_tests(pg_database_url, pool_size=4))
+    full, calls, errors = [0], [0], []
+    original = db._connect
+
+    def counting_connect():
+        calls[0] += 1
+        try:
+            return original()
+        except Exception:
+            full[0] += 1
+            raise
+
+    db._connect = counting_connect
+    rounds = 15
+
+    def worker():
+        try:
+            for _ in range(rounds):
+                connection.run(lambda: db.execute_sql("SELECT pg_sleep(0.005)"), transaction=False)
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        assert calls[0] >= 16 * rounds
+        assert full[0] <= calls[0] // 10
+        assert len(db._in_use) == 0
+    finally:
+        connection.disconnect()
+
+
+def test_a_full_pool_still_fails_after_the_configured_wait(pg_database_url):
+    db = connection.connect(
+        settings=settings_for_tests(pg_database_url, pool_size=1, pool_timeout=1)
+    )
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with connection.borrowed(db):
+            db.execute_sql("SELECT 1")
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        with pytest.raises(connection.DatabaseUnavailable, match="within 1s"):
+            connection.run(lambda: db.execute_sql("SELECT 1"), transaction=False)
+        assert time.monotonic() - started >= 0.9
+    finally:
+        release.set()
+        thread.join(10)
+        connection.disconnect()
