@@ -49,6 +49,7 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
         self._waiters: deque[object] = deque()
+        self._not_reusable: set[int] = set()
         self._reserved = 0
         super().__init__(*args, **kwargs)
 
@@ -107,7 +108,17 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)
+        self._not_reusable.discard(self.conn_key(conn))
         return super()._close_raw(conn)
+
+    def _can_reuse(self, conn) -> bool:
+        return self.conn_key(conn) not in self._not_reusable and super()._can_reuse(conn)
+
+    def discard_on_return(self) -> None:
+        """Close the calling thread's connection when it is returned instead of pooling it
+        (its session may carry state: settings, advisory locks, prepared statements)."""
+        if not self.is_closed():
+            self._not_reusable.add(self.conn_key(self.connection()))
 
 
 def is_postgres(db: pw.Database | None = None) -> bool:

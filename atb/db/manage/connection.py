@@ -12,6 +12,7 @@ from playhouse.pool import PooledDatabase
 
 from .. import connection
 from ..errors import DatabaseError
+from .sqlscan import check_read_only
 from .statements import to_qmark
 
 
@@ -108,6 +109,8 @@ class ConnectionMixin:
         """
         db = connection.bound_database()
         args = tuple(params or ())
+        # Refused before anything runs: more than one statement, transaction or session control.
+        leaves_state = check_read_only(sql) if read_only else False
         if not connection.is_postgres(db):
             text = to_qmark(sql) if args else sql
             return connection.run(lambda: _sqlite_query(db, text, args, read_only))
@@ -115,7 +118,8 @@ class ConnectionMixin:
         text = sql if args else sql.replace("%", "%%")
         nested = db.in_transaction()
         return connection.run(
-            lambda: _pg_query(db, text, args, read_only, nested), transaction=not nested
+            lambda: _pg_query(db, text, args, read_only, nested, leaves_state),
+            transaction=not nested,
         )
 
 
@@ -135,10 +139,12 @@ def _fetch_dicts(cursor: Any) -> list[dict[str, Any]]:
 
 
 def _pg_query(
-    db: pw.Database, sql: str, args: tuple, read_only: bool, nested: bool
+    db: pw.Database, sql: str, args: tuple, read_only: bool, nested: bool, leaves_state: bool
 ) -> list[dict[str, Any]]:
     if not read_only:
         return _run_sql(db, sql, args)
+    if leaves_state and hasattr(db, "discard_on_return"):
+        db.discard_on_return()  # e.g. set_config(..., false), advisory locks: not for the pool
     if not nested:  # our own transaction: read-only for its whole (short) life
         db.execute_sql("SET TRANSACTION READ ONLY")
         return _run_sql(db, sql, args)
