@@ -19,6 +19,7 @@ from .errors import (
     DuplicateError,
     MigrationError,
     NotFound,
+    QueryTimeout,
     ValidationError,
 )
 from .settings import DatabaseSettings, redact_url
@@ -41,6 +42,7 @@ __all__ = [
     "DuplicateError",
     "MigrationError",
     "NotFound",
+    "QueryTimeout",
     "ValidationError",
     "apply_pending_migrations",
     "bind",

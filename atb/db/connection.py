@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -21,9 +22,15 @@ from typing import TypeVar
 import peewee as pw
 import psycopg2
 import psycopg2.extensions as pgext
-from playhouse.pool import MaxConnectionsExceeded, PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
-from .errors import ConfigurationError, DatabaseError, DatabaseUnavailable, DuplicateError
+from .errors import (
+    ConfigurationError,
+    DatabaseError,
+    DatabaseUnavailable,
+    DuplicateError,
+    QueryTimeout,
+)
 from .settings import DatabaseSettings, redact_url
 
 log = logging.getLogger("atb.db")
@@ -167,7 +174,45 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
         self._transaction_sql = transaction_sql
+        self._waiters: deque[object] = deque()
+        self._not_reusable: set[int] = set()
+        self._reserved = 0
         super().__init__(*args, **kwargs)
+
+    def connect(self, reuse_if_open=False):
+        """Check out a connection, queueing first-come first-served on the pool's condition.
+
+        Peewee's loop lets a newcomer take the connection a woken waiter was notified for, so
+        under contention most attempts fail and retry. Here a caller passes the gate only when a
+        slot is free and it is first in line; the slot stays reserved until its checkout is done.
+        """
+        if not self.is_closed() or not self._max_connections:
+            return super().connect(reuse_if_open)
+        deadline = time.monotonic() + (self._wait_timeout or float("inf"))
+        ticket = object()
+        with self._pool_available:
+            self._waiters.append(ticket)
+            try:
+                while (
+                    self._waiters[0] is not ticket
+                    or len(self._in_use) + self._reserved >= self._max_connections
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise MaxConnectionsExceeded(
+                            "Max connections exceeded, timed out attempting to connect."
+                        )
+                    self._pool_available.wait(remaining)
+                self._reserved += 1
+            finally:
+                self._waiters.remove(ticket)
+                self._pool_available.notify_all()
+        try:
+            return super(PooledDatabase, self).connect(reuse_if_open)  # skip peewee's retry loop
+        finally:
+            with self._pool_available:
+                self._reserved -= 1
+                self._pool_available.notify_all()
 
     def begin(self, isolation_level=None):
         if isolation_level is None:
@@ -228,11 +273,27 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def _close(self, conn, close_conn=False):
         self._returned_at[self.conn_key(conn)] = time.monotonic()
-        return super()._close(conn, close_conn)
+        try:
+            return super()._close(conn, close_conn)
+        finally:
+            # Peewee skips the wake-up when a discarded (manual_close) connection is closed, so
+            # a queued caller would sleep out its whole timeout although a slot just freed up.
+            with self._pool_available:
+                self._pool_available.notify_all()
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)
+        self._not_reusable.discard(self.conn_key(conn))
         return super()._close_raw(conn)
+
+    def _can_reuse(self, conn) -> bool:
+        return self.conn_key(conn) not in self._not_reusable and super()._can_reuse(conn)
+
+    def discard_on_return(self) -> None:
+        """Close the calling thread's connection when it is returned instead of pooling it
+        (its session may carry state: settings, advisory locks, prepared statements)."""
+        if not self.is_closed():
+            self._not_reusable.add(self.conn_key(self.connection()))
 
 
 def is_postgres(db: pw.Database | None = None) -> bool:
@@ -387,8 +448,9 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return redact_url(text.splitlines()[0] if text else type(exc).__name__)
+    # Redact before cutting: a password may span lines, and half of it would escape the mask.
+    text = redact_url(str(exc).strip())
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _driver_error(exc: BaseException) -> BaseException:
@@ -417,6 +479,20 @@ def _is_connection_failure(exc: BaseException) -> bool:
     return "unable to open database" in text or "disk i/o error" in text
 
 
+def _timeout_error(exc: BaseException) -> QueryTimeout | None:
+    """QueryTimeout for a statement/lock timeout, naming the limit so the caller knows what to raise."""
+    orig = _driver_error(exc)
+    pgcode = getattr(orig, "pgcode", None)
+    text = _first_line(exc)
+    if pgcode == "57014" and "statement timeout" in text:
+        limit = f"{_settings.statement_timeout_ms} ms" if _settings else "the server's limit"
+        return QueryTimeout(f"{text} (statement_timeout: {limit}, ATB_DB_STATEMENT_TIMEOUT_MS)")
+    if pgcode == "55P03":
+        limit = f"{_settings.lock_timeout_ms} ms" if _settings else "the server's limit"
+        return QueryTimeout(f"{text} (lock_timeout: {limit}, ATB_DB_LOCK_TIMEOUT_MS)")
+    return None
+
+
 def translate(exc: BaseException) -> BaseException:
     """Map a Peewee/driver error onto atb's error types (the caller re-raises the result)."""
     if isinstance(exc, MaxConnectionsExceeded):
@@ -426,18 +502,19 @@ def translate(exc: BaseException) -> BaseException:
             "(raise ATB_DB_POOL_SIZE or find the code holding connections)"
         )
     if isinstance(exc, pw.IntegrityError):
-        message = redact_url(str(exc).strip().splitlines()[0])
+        message = _first_line(exc)
         if "unique" in message.lower() or "duplicate" in message.lower():
             return DuplicateError(message)
         return DatabaseError(f"integrity error: {message}")
     if isinstance(exc, (pw.OperationalError, pw.InterfaceError)):
         if _is_connection_failure(exc):
             return unavailable(exc)
+        timeout = _timeout_error(exc)
+        if timeout is not None:
+            return timeout
         return DatabaseError(_first_line(exc))
     if isinstance(exc, pw.PeeweeException):
-        return DatabaseError(
-            redact_url(str(exc).strip().splitlines()[0] if str(exc) else repr(exc))
-        )
+        return DatabaseError(_first_line(exc) if str(exc).strip() else redact_url(repr(exc)))
     return exc
 
 
@@ -507,6 +584,43 @@ def _run(work: Callable[[], T], *, transaction: bool = True) -> T:
                 raise
             log.warning("connection to %s was lost; retrying once", _describe_target())
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def borrowed(db: pw.Database | None = None) -> Iterator[pw.Database]:
+    """Give the block the thread's connection and return it to the pool afterwards if the block
+    opened it: with autoconnect a bare query would otherwise keep it checked out for good."""
+    db = db if db is not None else bound_database()
+    opened_here = is_postgres(db) and db.is_closed()
+    try:
+        yield db
+    finally:
+        if opened_here and not db.is_closed():
+            db.close()
+
+
+def checkout_alive(db: pw.Database) -> bool:
+    """Check a live connection out for a caller-driven transaction (no retry can cover it).
+
+    A connection the thread already holds (outside a transaction) that died is dropped first, and
+    a pooled one that fails a `SELECT 1` is replaced once. True when this call opened it.
+    """
+    if not is_postgres(db) or db.in_transaction():
+        return False
+    if not db.is_closed() and _connection_is_dead(db):
+        _discard_dead_connection(db)
+    if not db.is_closed():
+        return False
+    db.connect()
+    try:
+        db.execute_sql("SELECT 1")
+    except (pw.OperationalError, pw.InterfaceError) as exc:
+        if not _is_connection_failure(exc) or not _discard_dead_connection(db):
+            raise
+        if not db.is_closed():
+            db.close()
+        db.connect()
+    return True
 
 
 def _discard_dead_connection(db: pw.Database) -> bool:

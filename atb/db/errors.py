@@ -31,3 +31,7 @@ class ValidationError(DatabaseError, ValueError):
 
 class MigrationError(DatabaseError):
     """A migration could not be planned, applied or checked."""
+
+
+class QueryTimeout(DatabaseError):
+    """A statement or lock wait hit its configured limit; retrying may succeed, unlike a bad query."""

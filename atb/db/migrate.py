@@ -21,7 +21,14 @@ import peewee as pw
 from peewee_migrate import Router
 from peewee_migrate.models import MIGRATE_TABLE
 
-from .connection import _driver_error, bound_database, call_deadline, is_postgres, translated_errors
+from .connection import (
+    _driver_error,
+    borrowed,
+    bound_database,
+    call_deadline,
+    is_postgres,
+    translated_errors,
+)
 from .errors import MigrationError
 
 log = logging.getLogger("atb.db.migrate")
@@ -89,7 +96,7 @@ def available_migrations(directory: Path | None = None) -> tuple[str, ...]:
 def applied_migrations(db: pw.Database | None = None) -> tuple[str, ...]:
     """Names recorded in the history table, oldest first; empty when the table does not exist."""
     db = db or bound_database()
-    with translated_errors():
+    with translated_errors(), borrowed(db):
         if not db.table_exists(HISTORY_TABLE):
             return ()
         cursor = db.execute_sql(f'SELECT name FROM "{HISTORY_TABLE}" ORDER BY id')
@@ -207,7 +214,7 @@ def _discard_session(db: pw.Database) -> None:
 def schema_is_empty(db: pw.Database | None = None) -> bool:
     """True when the database holds none of atb's tables and no migration history."""
     db = db or bound_database()
-    with translated_errors():
+    with translated_errors(), borrowed(db):
         tables = set(db.get_tables())
     from .models import ALL_MODELS
 

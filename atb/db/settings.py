@@ -20,16 +20,88 @@ LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
 RAILWAY_PRIVATE_SUFFIX = ".railway.internal"
 PRODUCTION_NAMES = frozenset({"production", "prod"})
 
-_PASSWORD_IN_QUERY = re.compile(r"(?i)((?:^|[?&;\s])password=)[^&;\s]*")
-_PASSWORD_IN_NETLOC = re.compile(r"(?i)(://[^:/@\s]*:)[^@\s]*@")
+# Both patterns are anchored on a literal and contain no nested or overlapping quantifiers, and
+# every value is then consumed by one forward scan: redaction is linear in the input's length.
+_NETLOC_END = re.compile(r"[/?#]")  # not newlines: urlsplit deletes them, so they hide nothing
+_PASSWORD_KEY = re.compile(r"(?i)(?:^|(?<=[?&;\s]))password[ \t]*(=)[ \t]*")
+_QUERY_VALUE_END = re.compile(r"[&#]")
+_DSN_VALUE_END = re.compile(r"\s")
+MASK = "***"
+
+
+def _mask_netloc_passwords(text: str) -> str:
+    """Mask `user:PASSWORD@` after each `://`, up to the *last* `@` of the netloc.
+
+    urlsplit ends the netloc at the first `/`, `?` or `#` and splits userinfo at its last `@`, so
+    a raw `@` or space in the password is masked whole. Each netloc is scanned once.
+    """
+    out: list[str] = []
+    pos = 0
+    start = text.find("://")
+    while start != -1:
+        begin = start + 3
+        end_match = _NETLOC_END.search(text, begin)
+        end = end_match.start() if end_match else len(text)
+        at = text.rfind("@", begin, end)
+        colon = text.find(":", begin, at) if at != -1 else -1
+        if colon != -1:
+            out.append(text[pos : colon + 1])
+            out.append(MASK)
+            pos = at
+        start = text.find("://", max(begin, end - 1))  # "://" may start at the `/`
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _quoted_end(text: str, start: int) -> int:
+    """Index just past a libpq single-quoted value starting at `start` (backslash escapes)."""
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "'":
+            return i + 1
+        i += 1
+    return n
+
+
+def _mask_keyword_passwords(text: str) -> str:
+    """Mask `?password=` / `&password=` query values and libpq `password=...` DSN values."""
+    out: list[str] = []
+    pos = 0
+    for match in _PASSWORD_KEY.finditer(text):
+        if match.start() < pos:
+            continue  # inside a value already masked
+        value = match.end()
+        in_query = match.start() > 0 and text[match.start() - 1] in "?&"
+        if in_query:  # query values keep leading blanks (parse_qsl does), so mask from the `=`
+            value = match.end(1)
+            end_match = _QUERY_VALUE_END.search(text, value)
+            end = end_match.start() if end_match else len(text)
+        elif value < len(text) and text[value] == "'":
+            end = _quoted_end(text, value)
+        else:
+            end_match = _DSN_VALUE_END.search(text, value)
+            end = end_match.start() if end_match else len(text)
+        out.append(text[pos:value])
+        out.append(MASK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def redact_url(url: str | None) -> str:
-    """Mask the password of a URL or libpq DSN (netloc or `password=` parameter) for display."""
+    """Mask the password of a URL or libpq DSN (netloc or `password=` parameter) for display.
+
+    Errors and logs pass arbitrary text through here, so it masks generously (to the netloc's last
+    `@`, to the end of a query value) and runs in linear time on any input.
+    """
     if not url:
         return str(url)
-    text = _PASSWORD_IN_NETLOC.sub(lambda m: f"{m.group(1)}***@", str(url))
-    return _PASSWORD_IN_QUERY.sub(lambda m: f"{m.group(1)}***", text)
+    return _mask_keyword_passwords(_mask_netloc_passwords(str(url)))
 
 
 def _env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -73,6 +145,14 @@ class ParsedUrl:
     password: str | None = field(repr=False)
     database: str
     query: dict[str, str]
+
+    def __repr__(self) -> str:
+        # The libpq `?password=` parameter lands in `query`; mask it like the netloc password.
+        query = {k: (MASK if k.lower() == "password" else v) for k, v in self.query.items()}
+        return (
+            f"ParsedUrl(scheme={self.scheme!r}, host={self.host!r}, port={self.port!r}, "
+            f"user={self.user!r}, database={self.database!r}, query={query!r})"
+        )
 
     @property
     def is_sqlite(self) -> bool:
@@ -119,9 +199,10 @@ def parse_url(url: str) -> ParsedUrl:
     _check_text(url)
     try:
         parts = urlsplit(url)
-        hostname = parts.hostname
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for an unclosed [
-        raise ConfigurationError(f"database URL {redact_url(url)} is malformed: {exc}") from None
+        hostname, _ = parts.hostname, parts.username  # urlsplit validates these lazily
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for a raw `[`; its text may quote the netloc
+        why = ": Invalid IPv6 URL (an unclosed [ in the host or password)" if "IPv6" in str(exc) else ""
+        raise ConfigurationError(f"database URL {redact_url(url)} is malformed{why}") from None
     scheme = parts.scheme.lower()
     if scheme not in SUPPORTED_SCHEMES:
         raise ConfigurationError(

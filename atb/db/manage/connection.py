@@ -12,6 +12,7 @@ from playhouse.pool import PooledDatabase
 
 from .. import connection
 from ..errors import DatabaseError
+from .sqlscan import check_read_only
 from .statements import to_qmark
 
 
@@ -62,12 +63,14 @@ class ConnectionMixin:
         return {"pool_size": 1, "pool_in_use": open_now, "pool_idle": 0}
 
     def cleanup_connection_pool(self) -> None:
-        """Close idle and over-age pooled connections; checked-out ones are left alone."""
+        """Close idle pooled connections; checked-out ones are left alone.
+
+        Not peewee's `close_stale()`: it closes *checked-out* connections, killing another thread's
+        open transaction. Over-age connections are retired when they come back to the pool.
+        """
         db = connection.bound_database()
         if isinstance(db, PooledDatabase):
             db.close_idle()
-            if db._stale_timeout:
-                db.close_stale(db._stale_timeout)
 
     def close(self) -> None:
         """Close every connection. On PostgreSQL the pool reopens on the next call."""
@@ -83,10 +86,8 @@ class ConnectionMixin:
     def get_session(self) -> Iterator[pw.Database]:
         """Yield the bound database inside one transaction; manager calls made inside join it."""
         db = connection.bound_database()
-        opened_here = connection.is_postgres(db) and db.is_closed()
         with connection.translated_errors():
-            if opened_here:
-                db.connect()
+            opened_here = connection.checkout_alive(db)
             try:
                 with db.atomic():
                     yield db
@@ -108,6 +109,8 @@ class ConnectionMixin:
         """
         db = connection.bound_database()
         args = tuple(params or ())
+        # Refused before anything runs: more than one statement, transaction or session control.
+        leaves_state = check_read_only(sql) if read_only else False
         if not connection.is_postgres(db):
             text = to_qmark(sql) if args else sql
             return connection.run(lambda: _sqlite_query(db, text, args, read_only))
@@ -115,7 +118,8 @@ class ConnectionMixin:
         text = sql if args else sql.replace("%", "%%")
         nested = db.in_transaction()
         return connection.run(
-            lambda: _pg_query(db, text, args, read_only, nested), transaction=not nested
+            lambda: _pg_query(db, text, args, read_only, nested, leaves_state),
+            transaction=not nested,
         )
 
 
@@ -135,10 +139,12 @@ def _fetch_dicts(cursor: Any) -> list[dict[str, Any]]:
 
 
 def _pg_query(
-    db: pw.Database, sql: str, args: tuple, read_only: bool, nested: bool
+    db: pw.Database, sql: str, args: tuple, read_only: bool, nested: bool, leaves_state: bool
 ) -> list[dict[str, Any]]:
     if not read_only:
         return _run_sql(db, sql, args)
+    if leaves_state and hasattr(db, "discard_on_return"):
+        db.discard_on_return()  # e.g. set_config(..., false), advisory locks: not for the pool
     if not nested:  # our own transaction: read-only for its whole (short) life
         db.execute_sql("SET TRANSACTION READ ONLY")
         return _run_sql(db, sql, args)
