@@ -94,50 +94,32 @@ def test_restore_not_confirmed_names_the_flag(
     assert "--yes" in result.output and "nothing was changed" in result.output
 
 
+def _reset_staging(url: str, tmp_path: Path, *flags: str):
+    """`atb db reset-railway staging` on `url` inside Railway environment 'staging', no terminal."""
+    return atb_db(
+        "reset-railway", "staging", "--url", url, "--backup-dir", str(tmp_path), *flags,
+        env={"RAILWAY_ENVIRONMENT_NAME": "staging"}, input="",
+    )  # fmt: skip
+
+
+def _sessions(url: str) -> int:
+    return execute_sql(url, "SELECT count(*) FROM trading_sessions")[0][0]
+
+
 def test_reset_railway_confirm_must_match_exactly(migrated_url: str, tmp_path: Path) -> None:
-    result = atb_db(
-        "reset-railway",
-        "staging",
-        "--url",
-        migrated_url,
-        "--confirm",
-        "Staging",
-        "--backup-dir",
-        str(tmp_path),
-        env={"RAILWAY_ENVIRONMENT_NAME": "staging"},
-    )
+    result = _reset_staging(migrated_url, tmp_path, "--confirm", "Staging")
     assert result.exit_code == 2, result.output
-    assert execute_sql(migrated_url, "SELECT count(*) FROM trading_sessions")[0][0] == 1
+    assert _sessions(migrated_url) == 1
 
 
 def test_reset_railway_confirm_replaces_the_prompt(migrated_url: str, tmp_path: Path) -> None:
-    result = atb_db(
-        "reset-railway",
-        "staging",
-        "--url",
-        migrated_url,
-        "--confirm",
-        "staging",
-        "--backup-dir",
-        str(tmp_path),
-        env={"RAILWAY_ENVIRONMENT_NAME": "staging"},
-        input="",
-    )
+    result = _reset_staging(migrated_url, tmp_path, "--confirm", "staging")
     assert result.exit_code == 0, result.output
-    assert execute_sql(migrated_url, "SELECT count(*) FROM trading_sessions")[0][0] == 0
+    assert _sessions(migrated_url) == 0
 
 
 def test_reset_railway_without_a_terminal_names_the_flag(migrated_url: str, tmp_path: Path) -> None:
-    result = atb_db(
-        "reset-railway",
-        "staging",
-        "--url",
-        migrated_url,
-        "--backup-dir",
-        str(tmp_path),
-        env={"RAILWAY_ENVIRONMENT_NAME": "staging"},
-        input="",
-    )
+    result = _reset_staging(migrated_url, tmp_path)
     assert result.exit_code == 1, result.output
     assert "Aborted!" not in result.output and "--confirm staging" in result.output
-    assert execute_sql(migrated_url, "SELECT count(*) FROM trading_sessions")[0][0] == 1
+    assert _sessions(migrated_url) == 1
