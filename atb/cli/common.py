@@ -58,27 +58,38 @@ class Terminated(BaseException):
 
 def all_or_nothing(func: Callable) -> Callable:
     """For commands that change nothing unless they finish: Ctrl-C and SIGTERM stop the work
-    (the PostgreSQL tool is killed, temporary files removed) and exit 130 / 143 with one line."""
+    (the PostgreSQL tool is killed, temporary files removed) and exit 130 / 143 with one line.
+
+    The handlers also record the request, so the work stops at its next safe point even when
+    the interrupt itself was swallowed (Python ignores exceptions raised in some callbacks).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        def terminate(signum: int, frame: object) -> None:
-            raise Terminated()
+        from atb.db.admin.backup import Cancelled, request_cancel, reset_cancel
 
-        previous = signal.getsignal(signal.SIGTERM)
+        def stop(signum: int, frame: object) -> None:
+            request_cancel(signum)
+            raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+        reset_cancel()
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         with contextlib.suppress(ValueError):  # not the main thread: no handler to install
-            signal.signal(signal.SIGTERM, terminate)
+            for sig in previous:
+                signal.signal(sig, stop)
         try:
             return func(*args, **kwargs)
-        except KeyboardInterrupt:
-            click.echo("Error: interrupted; nothing was changed", err=True)
-            sys.exit(130)
-        except Terminated:
-            click.echo("Error: terminated; nothing was changed", err=True)
-            sys.exit(143)
+        except (KeyboardInterrupt, Terminated, Cancelled) as exc:
+            terminated = isinstance(exc, Terminated) or (
+                isinstance(exc, Cancelled) and exc.args[0] == signal.SIGTERM
+            )
+            word = "terminated" if terminated else "interrupted"
+            click.echo(f"Error: {word}; nothing was changed", err=True)
+            sys.exit(143 if terminated else 130)
         finally:
             with contextlib.suppress(ValueError, TypeError):
-                signal.signal(signal.SIGTERM, previous)
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     return wrapper
 

@@ -64,6 +64,28 @@ _DUMP_COMPLETE = b"PostgreSQL database dump complete"
 _CHUNK = 1 << 20
 
 
+class Cancelled(BaseException):
+    """Ctrl-C or SIGTERM asked the operation to stop; raised at the next point where stopping
+    changes nothing (a signal's KeyboardInterrupt can be swallowed, e.g. during a fork)."""
+
+
+_cancel_requests: list[int] = []
+
+
+def request_cancel(signum: int) -> None:
+    """Called from a signal handler: the running backup or restore stops before it commits."""
+    _cancel_requests.append(signum)
+
+
+def reset_cancel() -> None:
+    _cancel_requests.clear()
+
+
+def _stop_if_cancelled() -> None:
+    if _cancel_requests:
+        raise Cancelled(_cancel_requests[-1])
+
+
 # --------------------------------------------------------------------------------------------------
 # Finding the tools
 
@@ -521,14 +543,14 @@ def _restore_meter(tool: PgTool, path: Path, progress: Progress, timeout: float)
     return on_line
 
 
-def _write_checksum(partial: Path, output: Path) -> None:
+def _write_checksum(digest: str, output: Path) -> None:
     """`output.sha256` (atomically, 0600), naming the final file as `sha256sum -c` expects."""
     sidecar = checksum_path(output)
     tmp = sidecar.with_name(f".{sidecar.name}.partial-{os.getpid()}-{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "w", encoding="ascii") as stream:
-            stream.write(f"{file_sha256(partial)}  {output.name}\n")
+            stream.write(f"{digest}  {output.name}\n")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, sidecar)
@@ -595,8 +617,10 @@ def backup_database(
         else:
             _check_sql_gz(partial)
         os.chmod(partial, 0o600)
-        _write_checksum(partial, output)
+        digest = file_sha256(partial)
+        _stop_if_cancelled()
         os.replace(partial, output)
+        _write_checksum(digest, output)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
@@ -738,6 +762,7 @@ def restore_database(
             args.append("--verbose")
             on_line = _restore_meter(tool, path, progress, timeout)
         args.append(str(path))
+        _stop_if_cancelled()
         outcome = _run(args, env=env, timeout=timeout, on_line=on_line)
         committed_sent = outcome.returncode == 0
     else:
@@ -767,6 +792,7 @@ def restore_database(
             nonlocal lines_fed, commit_line
             for chunk in safe_stream(path, scan, role=role, progress=progress):
                 if chunk.endswith(b"COMMIT;\n"):
+                    _stop_if_cancelled()
                     commit_line = lines_fed + chunk[: chunk.rindex(b"COMMIT;")].count(b"\n") + 1
                 lines_fed += chunk.count(b"\n")
                 stdin.write(chunk)
