@@ -35,3 +35,14 @@ def other_url(make_migrated_pg_database: Callable[..., str]) -> str:
     url = make_migrated_pg_database("atb_cli_other")
     execute_sql(url, INSERT_LIVE_SESSION_SQL)
     return url
+
+
+@pytest.fixture(scope="module")
+def private_server(tmp_path_factory):
+    """A throwaway embedded server the test module may stop and start at will (one per module)."""
+    from atb.db import local
+
+    root = tmp_path_factory.mktemp("private_server")
+    server = local.start(root)
+    yield root, server
+    local.stop(root)

@@ -118,15 +118,6 @@ def test_nothing_bound_is_a_clear_error():
         connection.run(lambda: None)
 
 
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    """A throwaway embedded server this module may stop and start at will."""
-    root = tmp_path_factory.mktemp("restartable")
-    server = local.start(root)
-    yield root, server
-    local.stop(root)
-
-
 def test_the_pool_recovers_after_a_server_restart(private_server):
     root, server = private_server
     connection.connect(settings=settings_for_tests(server.url))

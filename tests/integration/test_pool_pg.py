@@ -23,15 +23,6 @@ def test_constructing_a_manager_on_a_migrated_database_returns_its_connection(pg
         connection.disconnect()
 
 
-@pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    """A throwaway embedded server this module may stop and start at will."""
-    root = tmp_path_factory.mktemp("pool_restart")
-    server = local.start(root)
-    yield root, server
-    local.stop(root)
-
-
 def test_get_session_works_on_the_first_try_after_a_restart(private_server):
     root, server = private_server
     manager = DatabaseManager(server.url, apply_migrations=True)
