@@ -529,8 +529,11 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-def run(work: Callable[[], T], *, transaction: bool = True) -> T:
-    """`_run` within the call time bound (ATB_DB_CALL_TIMEOUT_S) unless the caller set one."""
+def run(work: Callable[[], T], *, transaction: bool = True, replica: bool = False) -> T:
+    """`_run` within the call time bound (ATB_DB_CALL_TIMEOUT_S) unless the caller set one.
+
+    `replica=True` marks a dashboard read that a configured read replica may serve.
+    """
     if getattr(_deadline, "at", _UNSET) is not _UNSET:
         return _run(work, transaction=transaction)
     with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):

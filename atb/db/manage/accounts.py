@@ -162,7 +162,7 @@ class AccountsMixin(ManagerBase):
             .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
             .limit(limit)
         )
-        return self._one(
+        return self._dashboard_read(
             lambda: [
                 {
                     "id": b.id,

@@ -27,6 +27,12 @@ class ManagerBase:
         return connection.run(work, transaction=True)
 
     @staticmethod
+    def _dashboard_read(work: Callable[[], T]) -> T:
+        """Run a dashboard read: on the read replica when one is configured and fresh enough,
+        else on the primary (always on the primary inside a caller's transaction)."""
+        return connection.run(work, transaction=False, replica=True)
+
+    @staticmethod
     def _one(work: Callable[[], T]) -> T:
         """Run a single statement (or reads): atomic on its own, no BEGIN/COMMIT round trips."""
         return connection.run(work, transaction=False)

@@ -117,9 +117,13 @@ class ConnectionMixin:
         # psycopg2 always %-formats what peewee hands it; escaping keeps parameterless SQL as is.
         text = sql if args else sql.replace("%", "%%")
         nested = db.in_transaction()
+        # Read-only calls are dashboard reads: the replica serves them when one is configured.
         return connection.run(
-            lambda: _pg_query(db, text, args, read_only, nested, leaves_state),
+            lambda: _pg_query(
+                connection.bound_database(), text, args, read_only, nested, leaves_state
+            ),
             transaction=not nested,
+            replica=read_only,
         )
 
 

@@ -104,7 +104,7 @@ class EventsMixin(ManagerBase):
         if sid is not None:
             query = query.where(SystemEvent.session == sid)
         query = query.order_by(SystemEvent.timestamp.desc(), SystemEvent.id.desc()).limit(limit)
-        return self._one(lambda: [_event_dict(event) for event in query])
+        return self._dashboard_read(lambda: [_event_dict(event) for event in query])
 
     def log_strategy_execution(
         self,

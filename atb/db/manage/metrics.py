@@ -164,7 +164,9 @@ class MetricsMixin(ManagerBase):
         shape = (connection.is_postgres(db), sid is not None, start is not None, end is not None)
         sql = _metrics_sql(*shape).replace("{p}", db.param)
         params = _metrics_params(start, end, sid)
-        row = self._one(lambda: db.execute_sql(sql, params).fetchone())
+        row = self._dashboard_read(
+            lambda: connection.bound_database().execute_sql(sql, params).fetchone()
+        )
         figures = dict(zip(_AGGREGATE_NAMES, row, strict=True))
         return _metrics_from_aggregates(figures, figures["max_drawdown"])
 

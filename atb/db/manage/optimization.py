@@ -58,7 +58,7 @@ class OptimizationMixin(ManagerBase):
             .limit(limit)
             .offset(offset)
         )
-        return self._one(lambda: [_cycle_dict(cycle) for cycle in query])
+        return self._dashboard_read(lambda: [_cycle_dict(cycle) for cycle in query])
 
 
 def _cycle_dict(cycle: OptimizationCycle) -> dict[str, Any]:

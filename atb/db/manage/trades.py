@@ -252,7 +252,9 @@ class TradesMixin:
         count = validate.integer("limit", limit, minimum=0, maximum=100_000)
         where, params = self._session_filter(session_id)
         order = "exit_time DESC, id DESC"
-        return self._one(lambda: select_rows(Trade, where, params, order_by=order, limit=count))
+        return self._dashboard_read(
+            lambda: select_rows(Trade, where, params, order_by=order, limit=count)
+        )
 
     def get_trades_by_symbol_and_date(
         self, symbol: str, start: Any, session_id: int | None = None
@@ -263,7 +265,9 @@ class TradesMixin:
         where, params = self._session_filter(session_id)
         where = " AND ".join(filter(None, ("symbol = {p} AND entry_time >= {p}", where)))
         order = "entry_time, id"
-        return self._one(lambda: select_rows(Trade, where, (name, since, *params), order_by=order))
+        return self._dashboard_read(
+            lambda: select_rows(Trade, where, (name, since, *params), order_by=order)
+        )
 
     def _session_filter(self, session_id: int | None) -> tuple[str, tuple[int, ...]]:
         target = self._session(session_id)
