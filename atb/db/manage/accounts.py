@@ -64,7 +64,7 @@ class AccountsMixin(ManagerBase):
             "created_at": now,
         }
         # insert_row: the statement text is built once, not by peewee on every call.
-        return self._one(lambda: insert_row(AccountHistory, row))
+        return self._run_statement(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:
         """The session's newest ledger balance; 0.0 when there is no session or no ledger row."""
@@ -77,7 +77,7 @@ class AccountsMixin(ManagerBase):
             .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
             .limit(1)
         )
-        value = self._one(query.scalar)
+        value = self._run_statement(query.scalar)
         return 0.0 if value is None else float(value)
 
     def update_balance(
@@ -99,7 +99,7 @@ class AccountsMixin(ManagerBase):
             AccountBalance.insert({**row, AccountBalance.session: sid}).execute()
             return True
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def manual_balance_adjustment(
         self,
@@ -146,7 +146,7 @@ class AccountsMixin(ManagerBase):
             ).execute()
             return True
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def get_balance_history(
         self, session_id: int | None = None, limit: int = 100
@@ -186,7 +186,7 @@ class AccountsMixin(ManagerBase):
         sid = self._session(session_id)
         if sid is None:
             return None
-        return _float(self._one(self._last_balance_query(sid).scalar))
+        return _float(self._run_statement(self._last_balance_query(sid).scalar))
 
     @staticmethod
     def _last_balance_query(sid: int) -> pw.Query:

@@ -80,7 +80,7 @@ class EventsMixin(ManagerBase):
             "created_at": now,
         }
         # insert_row: the statement text is built once, not by peewee on every call.
-        return self._one(lambda: insert_row(SystemEvent, row))
+        return self._run_statement(lambda: insert_row(SystemEvent, row))
 
     def get_recent_events(
         self,
@@ -149,7 +149,7 @@ class EventsMixin(ManagerBase):
             trade_id=trade_id,
             timestamp=timestamp,
         )
-        return self._one(lambda: StrategyExecution.insert(row).execute())
+        return self._run_statement(lambda: StrategyExecution.insert(row).execute())
 
     def log_strategy_executions(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
         """Bulk version for backtests: every row is validated first, then all are written in
@@ -191,7 +191,7 @@ class EventsMixin(ManagerBase):
                 ids.extend(row[0] for row in cursor)
             return ids
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def _execution_row(
         self,

@@ -94,7 +94,7 @@ class MaintenanceMixin(ManagerBase):
                 for model, condition in plan
             }
 
-        return self._write(count if dry_run else delete)
+        return self._run_transaction(count if dry_run else delete)
 
     def get_table_stats(self) -> dict[str, int]:
         """Exact row counts of every atb table, in one UNION ALL query."""
@@ -105,7 +105,7 @@ class MaintenanceMixin(ManagerBase):
         union = parts[0]
         for part in parts[1:]:
             union = union.union_all(part)
-        rows = self._one(lambda: list(union.tuples()))
+        rows = self._run_statement(lambda: list(union.tuples()))
         counts = {name: int(rows_) for name, rows_ in rows}
         return {
             model._meta.table_name: counts.get(model._meta.table_name, 0) for model in ALL_MODELS

@@ -237,7 +237,7 @@ class MetricsMixin(ManagerBase):
                 non_negative=True,
             ),
         }
-        return self._one(lambda: DynamicPerformanceMetrics.insert(row).execute())
+        return self._run_statement(lambda: DynamicPerformanceMetrics.insert(row).execute())
 
     def log_risk_adjustment(
         self,
@@ -291,7 +291,7 @@ class MetricsMixin(ManagerBase):
                 "pnl_during_adjustment", pnl_during_adjustment, optional=True
             ),
         }
-        return self._one(lambda: RiskAdjustment.insert(row).execute())
+        return self._run_statement(lambda: RiskAdjustment.insert(row).execute())
 
     def _required_session(self, session_id: int | None) -> int:
         sid = self._session(session_id)

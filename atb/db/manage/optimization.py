@@ -46,7 +46,7 @@ class OptimizationMixin(ManagerBase):
         )
         for name, value in payloads.items():
             row[getattr(OptimizationCycle, name)] = validate.json_payload(name, value)
-        return self._one(lambda: OptimizationCycle.insert(row).execute())
+        return self._run_statement(lambda: OptimizationCycle.insert(row).execute())
 
     def fetch_optimization_cycles(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Cycles newest first as plain dicts; an unset JSON value reads as `{}`."""

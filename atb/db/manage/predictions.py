@@ -113,7 +113,7 @@ class PredictionCacheMixin(ManagerBase):
             .returning(PredictionCache.id)
             .tuples()
         )
-        entry_id = self._one(lambda: upsert.execute()[0][0])
+        entry_id = self._run_statement(lambda: upsert.execute()[0][0])
         if self._trim_due():
             self.trim_prediction_cache()
         return entry_id
@@ -136,7 +136,7 @@ class PredictionCacheMixin(ManagerBase):
             .where((PredictionCache.cache_key == key) & (PredictionCache.expires_at > now))
             .returning(PredictionCache)
         )
-        rows = self._one(lambda: list(hit.execute()))
+        rows = self._run_statement(lambda: list(hit.execute()))
         return _entry_dict(rows[0]) if rows else None
 
     def invalidate_predictions(self, model_name: str, config_hash: str | None = None) -> int:
@@ -146,12 +146,12 @@ class PredictionCacheMixin(ManagerBase):
             condition &= PredictionCache.config_hash == validate.text(
                 "config_hash", config_hash, 64
             )
-        return self._one(PredictionCache.delete().where(condition).execute)
+        return self._run_statement(PredictionCache.delete().where(condition).execute)
 
     def purge_expired_predictions(self) -> int:
         """Delete every expired entry; returns rows deleted."""
         expired = PredictionCache.delete().where(PredictionCache.expires_at <= utc_now())
-        return self._one(expired.execute)
+        return self._run_statement(expired.execute)
 
     def trim_prediction_cache(self, max_entries: int | None = None) -> int:
         """Delete the least recently used entries beyond the limit, in one statement."""
@@ -169,7 +169,9 @@ class PredictionCacheMixin(ManagerBase):
             .order_by(PredictionCache.last_accessed.desc(), PredictionCache.id.desc())
             .offset(limit)
         )
-        return self._one(PredictionCache.delete().where(PredictionCache.id.in_(beyond)).execute)
+        return self._run_statement(
+            PredictionCache.delete().where(PredictionCache.id.in_(beyond)).execute
+        )
 
     def prediction_cache_stats(self) -> dict[str, Any]:
         """Entry counts (total, active, expired), hits, per model, and the size limit; one query."""
@@ -193,7 +195,7 @@ class PredictionCacheMixin(ManagerBase):
                 "expired": int(row["expired"] or 0),
                 "hits": int(row["hits"] or 0),
             }
-            for row in self._one(lambda: list(query))
+            for row in self._run_statement(lambda: list(query))
         }
         total = sum(m["entries"] for m in by_model.values())
         expired_total = sum(m["expired"] for m in by_model.values())
