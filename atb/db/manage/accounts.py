@@ -63,7 +63,6 @@ class AccountsMixin(ManagerBase):
             "session": self._session(session_id),
             "created_at": now,
         }
-        # insert_row: the statement text is built once, not by peewee on every call.
         return self._run_statement(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:

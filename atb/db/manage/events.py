@@ -79,7 +79,6 @@ class EventsMixin(ManagerBase):
             "session": self._session(session_id),
             "created_at": now,
         }
-        # insert_row: the statement text is built once, not by peewee on every call.
         return self._run_statement(lambda: insert_row(SystemEvent, row))
 
     def get_recent_events(
@@ -149,7 +148,8 @@ class EventsMixin(ManagerBase):
             trade_id=trade_id,
             timestamp=timestamp,
         )
-        return self._run_statement(lambda: StrategyExecution.insert(row).execute())
+        values = {field.name: value for field, value in row.items()}
+        return self._run_statement(lambda: insert_row(StrategyExecution, values))
 
     def log_strategy_executions(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
         """Bulk version for backtests: every row is validated first, then all are written in
