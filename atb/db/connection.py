@@ -160,17 +160,20 @@ _NON_TRANSACTIONAL = re.compile(
 
 
 class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
-    """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
+    """Peewee's pool, without peewee's `SELECT 1` ping on checkout (unless `ping_after` asks
+    for one after that many idle seconds).
 
-    Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
-    round trip is pure cost. A connection that dies in that window is caught by `run()`'s retry.
+    Peewee (4.3+) sends `SELECT 1` on every checkout: a round trip per call for a bot that logs
+    once a minute. A connection that died while idle fails its first statement instead, before
+    any commit, and `run()` discards it and retries the work once on a fresh connection; the
+    caller-driven transactions of `get_session()` check theirs out through `checkout_alive`.
 
     The timeouts go with every transaction as `SET LOCAL` in the same query string as its BEGIN
     (or its single autocommit statement): no extra round trip, and no session state left on a
     server connection a PgBouncer hands to another client.
     """
 
-    def __init__(self, *args, ping_after: float = 1.0, transaction_sql: str = "", **kwargs):
+    def __init__(self, *args, ping_after: float | None = None, transaction_sql: str = "", **kwargs):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
         self._transaction_sql = transaction_sql
@@ -266,7 +269,9 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
         if conn.closed:
             return True
         returned = self._returned_at.get(self.conn_key(conn))
-        if returned is not None and time.monotonic() - returned < self._ping_after:
+        if self._ping_after is None or (
+            returned is not None and time.monotonic() - returned < self._ping_after
+        ):
             return self._adapter.txn_status(conn) == self._adapter.txn_unknown
         with _watchdog.guard(conn):
             return super()._is_closed(conn)
