@@ -123,6 +123,8 @@ def drop_index(migrator: Any, table: str, *names: str) -> None:
         field.index = field.unique = False
 
     def keeps(entry: Any) -> bool:
+        if isinstance(entry, pw.ModelIndex):
+            return index_columns(entry, strict=False) != tuple(columns)
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             parts = [part.split()[0] if isinstance(part, str) else part for part in entry[0]]
             parts = [p.name if isinstance(p, pw.Field) else p for p in parts]
@@ -138,6 +140,25 @@ def drop_index(migrator: Any, table: str, *names: str) -> None:
                 database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
     run.__name__ = f"drop_index_{table}_{'_'.join(columns)}"
+    migrator.run(run)
+
+
+def add_partial_index(
+    migrator: Any, table: str, *names: str, where: pw.SQL, unique: bool = False
+) -> None:
+    """Create an index over these fields of the rows matching `where` (peewee-migrate's
+    add_index keeps no predicate in the model state, and a table created in the same migration
+    would get a plain index of the same name first). The model state records it as declared."""
+    model = migrator.orm[table]
+    index = pw.ModelIndex(model, [model._meta.fields[name] for name in names], unique, where=where)
+    model._meta.indexes.append(index)
+    database = migrator.__database__
+
+    def run() -> None:
+        # IF NOT EXISTS: a create_model of the same migration has already made it from the state.
+        database.execute_sql(*database.get_sql_context().sql(index.safe(True)).query())
+
+    run.__name__ = f"add_partial_index_{table}_{'_'.join(names)}"
     migrator.run(run)
 
 
@@ -441,16 +462,49 @@ def diff_model(model: type[pw.Model], source: type[pw.Model], **opts: Any) -> li
             and isinstance(index._expressions[0], pw.Field)
             and (index._expressions[0].index or index._expressions[0].unique)
         )
-        if not implicit:  # add_fields creates a flagged column's own index
+        if getattr(index, "_where", None) is not None:
+            changes.append(_partial_index_code(table, index))
+        elif not implicit:  # add_fields creates a flagged column's own index
             changes.append(auto.add_index(index))
     return changes
 
 
+def _partial_index_code(table: str, index: pw.ModelIndex) -> str:
+    """`codegen.add_partial_index` of a partial index (peewee-migrate would drop its WHERE)."""
+    where = index._where
+    if not isinstance(where, pw.SQL):
+        raise MigrationError(
+            f"cannot generate a migration for the partial index {index._name!r} unless its "
+            "predicate is pw.SQL; write it by hand"
+        )
+    columns = ", ".join(repr(name) for name in index_columns(index))
+    unique = ", unique=True" if index._unique else ""
+    return (
+        f"codegen.add_partial_index(migrator, {table!r}, {columns}{unique},"
+        f" where=pw.SQL({where.sql!r}))"
+    )
+
+
 def model_to_code(model_type: type[pw.Model], **kwargs: Any) -> str:
-    """peewee-migrate's model source, with table-named indexes (`legacy_table_names = False`)."""
-    code = _original_model_to_code(model_type, **kwargs)
-    marker = f'table_name = "{model_type._meta.table_name}"'
-    return code.replace(marker, f"{marker}\n{auto.INDENT * 2}legacy_table_names = False", 1)
+    """peewee-migrate's model source, with table-named indexes (`legacy_table_names = False`);
+    partial indexes follow the model as their own add_index (Meta.indexes cannot say WHERE)."""
+    meta = model_type._meta
+    partial = [
+        index
+        for index in meta.indexes
+        if isinstance(index, pw.ModelIndex) and getattr(index, "_where", None) is not None
+    ]
+    saved = meta.indexes
+    meta.indexes = [index for index in saved if not any(index is p for p in partial)]
+    try:
+        code = _original_model_to_code(model_type, **kwargs)
+    finally:
+        meta.indexes = saved
+    marker = f'table_name = "{meta.table_name}"'
+    code = code.replace(marker, f"{marker}\n{auto.INDENT * 2}legacy_table_names = False", 1)
+    for index in partial:
+        code += "\n\n" + _partial_index_code(meta.table_name, index)
+    return code
 
 
 _original_model_to_code = auto.model_to_code

@@ -261,3 +261,65 @@ def test_concurrent_closes_succeed_once(manager: DatabaseManager, session_id: in
     results = _race([lambda: manager.close_position(position_id, exit_price="105")] * 6)
 
     assert results.count(True) == 1 and results.count(False) == 5
+
+
+# --- plans at scale (migration 002's indexes) ---------------------------------------------------
+
+
+def _plan(pg_db: pw.Database, manager: DatabaseManager, call) -> str:
+    """EXPLAIN of the one statement `call` sends (run once to capture it)."""
+    seen: list[tuple] = []
+    original = manager.database.execute_sql
+
+    def capture(sql, params=None):
+        seen.append((sql, params))
+        return original(sql, params)
+
+    manager.database.execute_sql = capture
+    try:
+        call()
+    finally:
+        del manager.database.execute_sql
+    assert len(seen) == 1
+    sql, params = seen[0]
+    return "\n".join(row[0] for row in pg_db.execute_sql("EXPLAIN " + sql, params).fetchall())
+
+
+def test_active_positions_are_read_through_the_open_positions_index(
+    manager: DatabaseManager, pg_db: pw.Database, session_id: int
+) -> None:
+    pg_db.execute_sql(
+        "INSERT INTO positions (symbol, side, status, entry_price, size, strategy_name, entry_time,"
+        " session_id) SELECT 'BTCUSDT', 'LONG', 'CLOSED', 100, 1, 'ml_basic',"
+        " now() - g * interval '1 minute', %s FROM generate_series(1, 20000) AS g",
+        (session_id,),
+    )
+    log_position(manager)
+    pg_db.execute_sql("ANALYZE positions")
+
+    plan = _plan(pg_db, manager, lambda: manager.get_active_positions(session_id=None))
+
+    assert "positions_entry_time_id" in plan
+    assert "Seq Scan on positions" not in plan
+
+
+def test_trades_of_a_symbol_since_a_date_are_one_index_range(
+    manager: DatabaseManager, pg_db: pw.Database, session_id: int
+) -> None:
+    pg_db.execute_sql(
+        "INSERT INTO trades (symbol, side, entry_price, exit_price, size, entry_time, exit_time,"
+        " pnl, pnl_percent, strategy_name, session_id)"
+        " SELECT (ARRAY['BTCUSDT', 'ETHUSDT', 'SOLUSDT', 'XRPUSDT'])[1 + g %% 4], 'LONG', 100, 101,"
+        " 1, now() - g * interval '1 minute' - interval '1 hour', now() - g * interval '1 minute',"
+        " 1, 1, 'ml_basic', %s FROM generate_series(1, 40000) AS g",
+        (session_id,),
+    )
+    pg_db.execute_sql("ANALYZE trades")
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+
+    plan = _plan(
+        pg_db, manager, lambda: manager.get_trades_by_symbol_and_date("ETHUSDT", since, None)
+    )
+
+    assert "trades_symbol_entry_time" in plan
+    assert "BitmapAnd" not in plan
