@@ -14,9 +14,19 @@ import numbers
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import peewee as pw
+
 from .enums import OrderStatus, PartialOperationType, PositionSide, TradeSource
 from .errors import ValidationError
-from .fields import MONEY_DIGITS, MONEY_PLACES, as_utc, to_json_safe
+from .fields import (
+    MONEY_DIGITS,
+    MONEY_PLACES,
+    EnumField,
+    JsonField,
+    MoneyField,
+    as_utc,
+    to_json_safe,
+)
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -287,3 +297,56 @@ def choice(
             if option.lower() == key:
                 return option
     raise ValidationError(field, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+# ---- validation read from the models ------------------------------------------------------------
+
+
+_ENUM_ALIASES: dict[type[enum.Enum], Mapping[str, Any]] = {
+    PositionSide: SIDE_ALIASES,
+    OrderStatus: ORDER_STATUS_ALIASES,
+}
+
+
+def column(field: pw.Field, value: Any, *, name: str | None = None, **rules: Any) -> Any:
+    """`value` cleaned for one model column: the kind, max_length and nullability come from the
+    field; `rules` add what the model cannot say (positive=True, non_negative=True, minimum=...,
+    aliases=..., allow_empty=True, optional=True for an argument with a default). Errors name
+    `name`, else the column (`position_id` for a foreign key)."""
+    label = name or (field.column_name if isinstance(field, pw.ForeignKeyField) else field.name)
+    optional = rules.pop("optional", field.null)
+    if isinstance(field, EnumField):
+        rules.setdefault("aliases", _ENUM_ALIASES.get(field.enum_class))
+        return enum_value(label, value, field.enum_class, optional=optional, **rules)
+    if isinstance(field, MoneyField):
+        return money(label, value, optional=optional, **rules)
+    if isinstance(field, JsonField):
+        return json_payload(label, value, optional=optional)
+    if isinstance(field, pw.DateTimeField):
+        return timestamp(label, value, optional=optional)
+    if isinstance(field, pw.BooleanField):
+        return flag(label, value, optional=optional)
+    if isinstance(field, pw.ForeignKeyField):
+        return integer(label, value, optional=optional, minimum=rules.pop("minimum", 1), **rules)
+    if isinstance(field, pw.IntegerField):
+        return integer(label, value, optional=optional, **rules)
+    if isinstance(field, (pw.CharField, pw.TextField)):
+        length = getattr(field, "max_length", None)
+        return text(label, value, length, optional=optional, **rules)
+    raise TypeError(f"no validation for {type(field).__name__} {field.name}")
+
+
+def clean(
+    model: type[pw.Model],
+    rules: Mapping[str, Mapping[str, Any]] | None = None,
+    /,
+    **values: Any,
+) -> dict[str, Any]:
+    """Caller values keyed by field name, cleaned column by column as the model declares them
+    (see `column`); `rules` maps a field name to its extra rules. Field names the model lacks
+    are a programming error (KeyError)."""
+    fields = model._meta.fields
+    extra = rules or {}
+    return {
+        name: column(fields[name], value, **extra.get(name, {})) for name, value in values.items()
+    }

@@ -19,7 +19,17 @@ from .base import ManagerBase
 from .statements import insert_row
 
 MANUAL_REASON_PREFIX = "Manual adjustment: "
-_UPDATE_REASON_LENGTH = 200
+_SNAPSHOT_RULES = {
+    "balance": {"non_negative": True},
+    "open_positions": {"minimum": 0, "optional": False},
+    "total_exposure": {"non_negative": True, "optional": False},
+    "drawdown": {"non_negative": True, "optional": False},
+    "margin_used": {"non_negative": True, "optional": True},
+    "margin_available": {"optional": True},
+    "daily_pnl": {"optional": True},
+    "equity": {"optional": False},
+    "total_pnl": {"optional": False},
+}
 
 
 def _float(value: Any) -> float | None:
@@ -44,25 +54,28 @@ class AccountsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Append one account snapshot; `margin_available` defaults to balance − margin used."""
-        balance = validate.money("balance", balance, non_negative=True)
-        margin_used = validate.money("margin_used", margin_used, optional=True, non_negative=True)
-        margin_used = 0 if margin_used is None else margin_used
-        available = validate.money("margin_available", margin_available, optional=True)
+        row = validate.clean(
+            AccountHistory,
+            _SNAPSHOT_RULES,
+            balance=balance,
+            equity=equity,
+            total_pnl=total_pnl,
+            daily_pnl=daily_pnl,
+            open_positions=open_positions,
+            total_exposure=total_exposure,
+            drawdown=drawdown,
+            margin_used=margin_used,
+            margin_available=margin_available,
+        )
         now = utc_now()
-        row = {
-            "timestamp": validate.timestamp("timestamp", timestamp, optional=True) or now,
-            "balance": balance,
-            "equity": validate.money("equity", equity),
-            "total_pnl": validate.money("total_pnl", total_pnl),
-            "daily_pnl": validate.money("daily_pnl", daily_pnl, optional=True) or 0,
-            "open_positions": validate.integer("open_positions", open_positions, minimum=0),
-            "total_exposure": validate.money("total_exposure", total_exposure, non_negative=True),
-            "drawdown": validate.money("drawdown", drawdown, non_negative=True),
-            "margin_used": margin_used,
-            "margin_available": balance - margin_used if available is None else available,
-            "session": self._session(session_id),
-            "created_at": now,
-        }
+        row["timestamp"] = (
+            validate.column(AccountHistory.timestamp, timestamp, optional=True) or now
+        )
+        row["daily_pnl"] = row["daily_pnl"] or 0
+        row["margin_used"] = row["margin_used"] or 0
+        if row["margin_available"] is None:
+            row["margin_available"] = row["balance"] - row["margin_used"]
+        row.update(session=self._session(session_id), created_at=now)
         return self._run_statement(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:
@@ -112,7 +125,8 @@ class AccountsMixin(ManagerBase):
         The old balance in the event is the last known one (see `recover_last_balance`). Returns
         False, writing nothing, without a session or for an unknown one.
         """
-        reason = validate.text("reason", reason, _UPDATE_REASON_LENGTH - len(MANUAL_REASON_PREFIX))
+        room = AccountBalance.update_reason.max_length - len(MANUAL_REASON_PREFIX)
+        reason = validate.text("reason", reason, room)
         row = self._balance_row(new_balance, MANUAL_REASON_PREFIX + reason, updated_by, "reason")
         new = float(row[AccountBalance.total_balance])
         who = row[AccountBalance.updated_by]
@@ -217,8 +231,10 @@ class AccountsMixin(ManagerBase):
             AccountBalance.reserved_balance: 0,
             AccountBalance.asset_balances: {},
             AccountBalance.last_updated: utc_now(),
-            AccountBalance.updated_by: validate.text("updated_by", updated_by, 50),
-            AccountBalance.update_reason: validate.text(
-                reason_field, reason, _UPDATE_REASON_LENGTH
+            AccountBalance.updated_by: validate.column(
+                AccountBalance.updated_by, updated_by, optional=False
+            ),
+            AccountBalance.update_reason: validate.column(
+                AccountBalance.update_reason, reason, name=reason_field, optional=False
             ),
         }

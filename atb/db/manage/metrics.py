@@ -32,7 +32,7 @@ from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import AccountHistory, DynamicPerformanceMetrics, RiskAdjustment, Trade
 from .base import ManagerBase
-from .statements import Slot, Statement, both, literal, shape
+from .statements import Slot, Statement, both, insert_row, literal, shape
 
 PERIODS = ("all-time", "daily", "weekly", "monthly")
 _PERIOD_LENGTH = {
@@ -41,6 +41,26 @@ _PERIOD_LENGTH = {
     "monthly": dt.timedelta(days=30),
 }
 PROFIT_FACTOR_CAP = 999999.99
+_NON_NEGATIVE = {"non_negative": True}
+_REQUIRED_COUNT = {"minimum": 0, "optional": False}
+_DYNAMIC_RULES = {
+    **{
+        name: _NON_NEGATIVE
+        for name in ("rolling_win_rate", "current_drawdown", "volatility_30d", "profit_factor",
+                     "avg_trade_duration_hours")
+    },
+    "consecutive_losses": _REQUIRED_COUNT,
+    "consecutive_wins": _REQUIRED_COUNT,
+    "risk_adjustment_factor": {"non_negative": True, "optional": False},
+}  # fmt: skip
+_RISK_RULES = {
+    **{
+        name: _NON_NEGATIVE
+        for name in ("adjustment_factor", "current_drawdown", "volatility_level")
+    },
+    "duration_minutes": {"minimum": 0},
+    "trades_during_adjustment": _REQUIRED_COUNT,
+}
 
 METRIC_KEYS = (
     "total_trades",
@@ -206,47 +226,23 @@ class MetricsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Record a rolling-performance snapshot of a session (explicit or current; required)."""
-        row = {
-            DynamicPerformanceMetrics.timestamp: validate.timestamp(
-                "timestamp", timestamp, optional=True
-            )
-            or utc_now(),
-            DynamicPerformanceMetrics.session: self._required_session(session_id),
-            DynamicPerformanceMetrics.rolling_win_rate: validate.money(
-                "rolling_win_rate", rolling_win_rate, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.rolling_sharpe_ratio: validate.money(
-                "rolling_sharpe_ratio", rolling_sharpe_ratio, optional=True
-            ),
-            DynamicPerformanceMetrics.current_drawdown: validate.money(
-                "current_drawdown", current_drawdown, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.volatility_30d: validate.money(
-                "volatility_30d", volatility_30d, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.consecutive_losses: validate.integer(
-                "consecutive_losses", consecutive_losses, minimum=0
-            ),
-            DynamicPerformanceMetrics.consecutive_wins: validate.integer(
-                "consecutive_wins", consecutive_wins, minimum=0
-            ),
-            DynamicPerformanceMetrics.risk_adjustment_factor: validate.money(
-                "risk_adjustment_factor", risk_adjustment_factor, non_negative=True
-            ),
-            DynamicPerformanceMetrics.profit_factor: validate.money(
-                "profit_factor", profit_factor, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.expectancy: validate.money(
-                "expectancy", expectancy, optional=True
-            ),
-            DynamicPerformanceMetrics.avg_trade_duration_hours: validate.money(
-                "avg_trade_duration_hours",
-                avg_trade_duration_hours,
-                optional=True,
-                non_negative=True,
-            ),
-        }
-        return self._run_statement(lambda: DynamicPerformanceMetrics.insert(row).execute())
+        row = validate.clean(
+            DynamicPerformanceMetrics,
+            _DYNAMIC_RULES,
+            timestamp=utc_now() if timestamp is None else timestamp,
+            rolling_win_rate=rolling_win_rate,
+            rolling_sharpe_ratio=rolling_sharpe_ratio,
+            current_drawdown=current_drawdown,
+            volatility_30d=volatility_30d,
+            consecutive_losses=consecutive_losses,
+            consecutive_wins=consecutive_wins,
+            risk_adjustment_factor=risk_adjustment_factor,
+            profit_factor=profit_factor,
+            expectancy=expectancy,
+            avg_trade_duration_hours=avg_trade_duration_hours,
+        )
+        row["session"] = self._required_session(session_id)
+        return self._run_statement(lambda: insert_row(DynamicPerformanceMetrics, row))
 
     def log_risk_adjustment(
         self,
@@ -267,40 +263,25 @@ class MetricsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Record one risk-parameter adjustment of a session (explicit or current; required)."""
-        row = {
-            RiskAdjustment.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
-            or utc_now(),
-            RiskAdjustment.session: self._required_session(session_id),
-            RiskAdjustment.adjustment_type: validate.text("adjustment_type", adjustment_type, 50),
-            RiskAdjustment.trigger_reason: validate.text(
-                "trigger_reason", trigger_reason, 200, optional=True
-            ),
-            RiskAdjustment.parameter_name: validate.text("parameter_name", parameter_name, 100),
-            RiskAdjustment.original_value: validate.money("original_value", original_value),
-            RiskAdjustment.adjusted_value: validate.money("adjusted_value", adjusted_value),
-            RiskAdjustment.adjustment_factor: validate.money(
-                "adjustment_factor", adjustment_factor, non_negative=True
-            ),
-            RiskAdjustment.current_drawdown: validate.money(
-                "current_drawdown", current_drawdown, optional=True, non_negative=True
-            ),
-            RiskAdjustment.performance_score: validate.money(
-                "performance_score", performance_score, optional=True
-            ),
-            RiskAdjustment.volatility_level: validate.money(
-                "volatility_level", volatility_level, optional=True, non_negative=True
-            ),
-            RiskAdjustment.duration_minutes: validate.integer(
-                "duration_minutes", duration_minutes, optional=True, minimum=0
-            ),
-            RiskAdjustment.trades_during_adjustment: validate.integer(
-                "trades_during_adjustment", trades_during_adjustment, minimum=0
-            ),
-            RiskAdjustment.pnl_during_adjustment: validate.money(
-                "pnl_during_adjustment", pnl_during_adjustment, optional=True
-            ),
-        }
-        return self._run_statement(lambda: RiskAdjustment.insert(row).execute())
+        row = validate.clean(
+            RiskAdjustment,
+            _RISK_RULES,
+            timestamp=utc_now() if timestamp is None else timestamp,
+            adjustment_type=adjustment_type,
+            trigger_reason=trigger_reason,
+            parameter_name=parameter_name,
+            original_value=original_value,
+            adjusted_value=adjusted_value,
+            adjustment_factor=adjustment_factor,
+            current_drawdown=current_drawdown,
+            performance_score=performance_score,
+            volatility_level=volatility_level,
+            duration_minutes=duration_minutes,
+            trades_during_adjustment=trades_during_adjustment,
+            pnl_during_adjustment=pnl_during_adjustment,
+        )
+        row["session"] = self._required_session(session_id)
+        return self._run_statement(lambda: insert_row(RiskAdjustment, row))
 
     def _required_session(self, session_id: int | None) -> int:
         sid = self._session(session_id)

@@ -12,7 +12,7 @@ from typing import Any
 import peewee as pw
 
 from .. import validate
-from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus, OrderType
+from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import Order
@@ -81,30 +81,29 @@ class OrdersMixin(ManagerBase):
         an unknown position raises NotFound. Nothing is written in either case.
         """
         target = validate.integer("position_id", position_id, minimum=1)
-        row = {
-            "position": target,
-            "order_type": validate.enum_value("order_type", order_type, OrderType),
-            "status": OrderStatus.PENDING,
-            "symbol": validate.text("symbol", symbol, 20),
-            "side": validate.side(side),
-            "quantity": validate.money("quantity", quantity, positive=True),
-            "strategy_name": validate.text("strategy_name", strategy_name, 100),
-            "session": self._session(session_id),
-            "price": validate.money("price", price, optional=True, positive=True),
-            "exchange_order_id": validate.text(
-                "exchange_order_id", exchange_order_id, 100, optional=True
-            ),
-            "internal_order_id": validate.text(
-                "internal_order_id", internal_order_id, 100, optional=True
-            )
-            or new_internal_order_id(),
-            "target_level": validate.integer("target_level", target_level, optional=True),
-            "size_fraction": validate.money(
-                "size_fraction", size_fraction, optional=True, non_negative=True
-            ),
-            "filled_quantity": decimal.Decimal(0),
-            "commission": decimal.Decimal(0),
-        }
+        row = validate.clean(
+            Order,
+            {"quantity": {"positive": True}, "price": {"positive": True},
+             "size_fraction": {"non_negative": True}, "internal_order_id": {"optional": True}},
+            order_type=order_type,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            strategy_name=strategy_name,
+            price=price,
+            exchange_order_id=exchange_order_id,
+            internal_order_id=internal_order_id,
+            target_level=target_level,
+            size_fraction=size_fraction,
+        )  # fmt: skip
+        row.update(
+            internal_order_id=row["internal_order_id"] or new_internal_order_id(),
+            position=target,
+            status=OrderStatus.PENDING,
+            session=self._session(session_id),
+            filled_quantity=decimal.Decimal(0),
+            commission=decimal.Decimal(0),
+        )
 
         parents = f"position (id {target})"
         if row["session"] is not None:
@@ -140,7 +139,7 @@ class OrdersMixin(ManagerBase):
             new_status,
             filled,
             validate.money("filled_price", filled_price, optional=True, positive=True),
-            validate.text("exchange_order_id", exchange_order_id, 100, optional=True),
+            validate.column(Order.exchange_order_id, exchange_order_id),
             validate.money("commission", commission, optional=True),
         )
         update = _UPDATE_WORKING if filled is None else _UPDATE_FITTING

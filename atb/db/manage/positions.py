@@ -16,11 +16,15 @@ from .. import validate
 from ..enums import OrderStatus, OrderType, PartialOperationType, PositionSide, PositionStatus
 from ..errors import ValidationError
 from ..fields import utc_now
-from ..models import Order, PartialTrade, Position
+from ..models import Order, PartialTrade, Position, Trade
 from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id
 from .statements import Rows, Slot, Update, insert_row, insert_with_child, literal, row_reader
 
 _ONE = decimal.Decimal(1)
+_POSITIVE = {"positive": True}
+_POSITION_RULES = {
+    name: _POSITIVE for name in ("entry_price", "size", "quantity", "stop_loss", "take_profit")
+}
 _IS_OPEN = Position.status == PositionStatus.OPEN
 _UPDATE_OPEN = Update(Position, (Position.id == Slot("id")) & _IS_OPEN)
 _ENTRY = Position.entry_price
@@ -110,32 +114,34 @@ class PositionsMixin(ManagerBase):
         given), with `entry_order_id` as its exchange order id. A taken exchange order id raises
         DuplicateError and leaves no position behind.
         """
-        position = {
-            "symbol": validate.text("symbol", symbol, 20),
-            "side": validate.side(side),
-            "status": PositionStatus.OPEN,
-            "entry_price": validate.money("entry_price", entry_price, positive=True),
-            "size": validate.money("size", size, positive=True),
-            "quantity": validate.money("quantity", quantity, optional=True, positive=True),
-            "stop_loss": validate.money("stop_loss", stop_loss, optional=True, positive=True),
-            "take_profit": validate.money("take_profit", take_profit, optional=True, positive=True),
-            "confidence_score": validate.money("confidence_score", confidence_score, optional=True),
-            "strategy_name": validate.text("strategy_name", strategy_name, 100),
-            "entry_time": validate.timestamp("entry_time", entry_time, optional=True) or utc_now(),
-            "exchange": validate.text("exchange", exchange, 50, optional=True) or "binance",
-            "session": self._session(session_id),
-            "max_holding_until": validate.timestamp(
-                "max_holding_until", max_holding_until, optional=True
-            ),
-            "end_of_day_exit": validate.flag("end_of_day_exit", end_of_day_exit, optional=True)
-            or False,
-            "weekend_exit": validate.flag("weekend_exit", weekend_exit, optional=True) or False,
-            "time_restriction_group": validate.text(
-                "time_restriction_group", time_restriction_group, 50, optional=True
-            ),
-        }
+        position = validate.clean(
+            Position,
+            _POSITION_RULES,
+            symbol=symbol,
+            side=side,
+            entry_price=entry_price,
+            size=size,
+            quantity=quantity,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            confidence_score=confidence_score,
+            strategy_name=strategy_name,
+            entry_time=utc_now() if entry_time is None else entry_time,
+            exchange=exchange,
+            max_holding_until=max_holding_until,
+            end_of_day_exit=False if end_of_day_exit is None else end_of_day_exit,
+            weekend_exit=False if weekend_exit is None else weekend_exit,
+            time_restriction_group=time_restriction_group,
+        )
+        position.update(
+            status=PositionStatus.OPEN,
+            exchange=position["exchange"] or "binance",
+            session=self._session(session_id),
+        )
         position.update(original_size=position["size"], current_size=_ONE)
-        exchange_order_id = validate.text("entry_order_id", entry_order_id, 100, optional=True)
+        exchange_order_id = validate.column(
+            Order.exchange_order_id, entry_order_id, name="entry_order_id"
+        )
         order = _entry_order(position, exchange_order_id)
         return insert_with_child(Position, position, Order, order, link="position")
 
@@ -219,7 +225,7 @@ class PositionsMixin(ManagerBase):
         realised = validate.money("pnl", pnl, optional=True)
         if realised is not None:
             changes["unrealized_pnl"] = realised
-        validate.text("exit_reason", exit_reason, 100, optional=True)
+        validate.column(Trade.exit_reason, exit_reason)
         return self._run_statement(lambda: _UPDATE_OPEN.run(changes, id=target)) == 1
 
     def get_active_positions(self, session_id: int | None = None) -> list[dict[str, Any]]:

@@ -109,21 +109,23 @@ class PredictionCacheMixin(ManagerBase):
         """
         ttl = validate.integer("ttl_seconds", ttl_seconds, minimum=1)
         now = utc_now()
-        row = {
-            "cache_key": validate.text("cache_key", cache_key, 255),
-            "model_name": validate.text("model_name", model_name, 100),
-            "features_hash": validate.text("features_hash", features_hash, 64),
-            "config_hash": validate.text("config_hash", config_hash, 64),
-            "predicted_price": validate.money(
-                "predicted_price", predicted_price, non_negative=True
-            ),
-            "confidence": validate.money("confidence", confidence, non_negative=True),
-            "direction": _direction(direction),
-            "created_at": now,
-            "expires_at": now + dt.timedelta(seconds=ttl),
-            "last_accessed": now,
-            "access_count": 0,
-        }
+        row = validate.clean(
+            PC,
+            {"predicted_price": {"non_negative": True}, "confidence": {"non_negative": True}},
+            cache_key=cache_key,
+            model_name=model_name,
+            features_hash=features_hash,
+            config_hash=config_hash,
+            predicted_price=predicted_price,
+            confidence=confidence,
+        )
+        row.update(
+            direction=_direction(direction),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl),
+            last_accessed=now,
+            access_count=0,
+        )
         entry_id = self._run_statement(lambda: _UPSERT.scalar([row[name] for name in _CACHED]))
         if self._trim_due():
             self.trim_prediction_cache()
@@ -134,17 +136,15 @@ class PredictionCacheMixin(ManagerBase):
 
         One UPDATE ... WHERE expires_at > now RETURNING: an expired entry is never returned.
         """
-        key = validate.text("cache_key", cache_key, 255)
+        key = validate.column(PC.cache_key, cache_key)
         rows = self._run_statement(lambda: rows_as_dicts(_HIT.execute(key=key, now=utc_now()), PC))
         return _entry_dict(rows[0]) if rows else None
 
     def invalidate_predictions(self, model_name: str, config_hash: str | None = None) -> int:
         """Delete a model's entries (only those of one config when given); returns rows deleted."""
-        condition = PredictionCache.model_name == validate.text("model_name", model_name, 100)
+        condition = PC.model_name == validate.column(PC.model_name, model_name)
         if config_hash is not None:
-            condition &= PredictionCache.config_hash == validate.text(
-                "config_hash", config_hash, 64
-            )
+            condition &= PC.config_hash == validate.column(PC.config_hash, config_hash)
         return self._run_statement(PredictionCache.delete().where(condition).execute)
 
     def purge_expired_predictions(self) -> int:

@@ -59,7 +59,9 @@ def _end_session_query() -> pw.Node:
     running_peak, start = history.c.running_peak, initial.c.initial_balance
     peak = pw.Case(None, [(running_peak > start, running_peak)], start)
     running = (
-        pw.Select([pw.Join(history, initial, pw.JOIN.CROSS)], [history.c.balance, peak.alias("peak")])
+        pw.Select(
+            [pw.Join(history, initial, pw.JOIN.CROSS)], [history.c.balance, peak.alias("peak")]
+        )
     ).alias("r")
     fall = (running.c.peak - running.c.balance) * _HUNDRED / running.c.peak
     dd = (
@@ -121,19 +123,19 @@ class SessionsMixin(ManagerBase):
     ) -> int:
         """Insert a session and its ENGINE_START event in one transaction; it becomes current."""
         now = utc_now()
-        values = {
-            "strategy_name": validate.text("strategy_name", strategy_name, 100),
-            "symbol": validate.text("symbol", symbol, 20),
-            "timeframe": validate.text("timeframe", timeframe, 10),
-            "mode": validate.trade_source(mode, "mode"),
-            "initial_balance": validate.money(
-                "initial_balance", initial_balance, non_negative=True
-            ),
-            "strategy_config": validate.json_payload("strategy_config", strategy_config),
-            "session_name": validate.text("session_name", session_name, 100, optional=True),
-            "time_exit_config": validate.json_payload("time_exit_config", time_exit_config),
-            "market_timezone": validate.text("market_timezone", market_timezone, 50, optional=True),
-        }
+        values = validate.clean(
+            TS,
+            {"initial_balance": {"non_negative": True}},
+            strategy_name=strategy_name,
+            symbol=symbol,
+            timeframe=timeframe,
+            mode=mode,
+            initial_balance=initial_balance,
+            strategy_config=strategy_config,
+            session_name=session_name,
+            time_exit_config=time_exit_config,
+            market_timezone=market_timezone,
+        )
         if values["session_name"] is None:
             name = f"{values['strategy_name']}_{values['symbol']}_{now:%Y%m%d_%H%M%S}"
             values["session_name"] = name[:100]

@@ -44,54 +44,45 @@ TRADE_ARGUMENTS = frozenset(
 )
 
 
+_TRADE_RULES = {
+    **{name: {"positive": True} for name in ("entry_price", "exit_price", "size", "quantity",
+                                             "stop_loss", "take_profit", "mfe_price",
+                                             "mae_price")},
+    **{name: {"optional": True} for name in ("commission", "mfe", "mae", "exchange")},
+}  # fmt: skip
+# Arguments stored under their own names (source, pnl_percent, order_id and defaults follow).
+_TRADE_COLUMNS = (
+    "symbol", "side", "entry_price", "exit_price", "size", "quantity", "entry_time", "exit_time",
+    "pnl", "commission", "stop_loss", "take_profit", "exit_reason", "strategy_name",
+    "strategy_config", "confidence_score", "exchange", "timeframe", "mfe", "mae", "mfe_price",
+    "mae_price", "mfe_time", "mae_time",
+)  # fmt: skip
+_ZERO_MONEY = decimal.Decimal(0)
+
+
 def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, Any]:
     """Validate log_trade's arguments into Trade field values (nothing touches the database)."""
-    side = validate.side(args.get("side"))
-    entry = validate.money("entry_price", args.get("entry_price"), positive=True)
-    exit_ = validate.money("exit_price", args.get("exit_price"), positive=True)
+    given = {name: args.get(name) for name in _TRADE_COLUMNS}
+    row = validate.clean(
+        Trade, _TRADE_RULES, **given, source=args.get("source") or TradeSource.LIVE
+    )
+    entry, exit_ = row["entry_price"], row["exit_price"]
     pnl_percent = args.get("pnl_percent")
     if pnl_percent is None:
-        move = exit_ - entry if side is PositionSide.LONG else entry - exit_
+        move = exit_ - entry if row["side"] is PositionSide.LONG else entry - exit_
         pnl_percent = move / entry * _HUNDRED
-    return {
-        "symbol": validate.text("symbol", args.get("symbol"), 20),
-        "side": side,
-        "source": validate.trade_source(args.get("source") or TradeSource.LIVE),
-        "entry_price": entry,
-        "exit_price": exit_,
-        "size": validate.money("size", args.get("size"), positive=True),
-        "quantity": _optional_money(args, "quantity", positive=True),
-        "entry_time": validate.timestamp("entry_time", args.get("entry_time")),
-        "exit_time": validate.timestamp("exit_time", args.get("exit_time")),
-        "pnl": validate.money("pnl", args.get("pnl")),
-        "pnl_percent": validate.money("pnl_percent", pnl_percent),
-        "commission": _optional_money(args, "commission") or decimal.Decimal(0),
-        "stop_loss": _optional_money(args, "stop_loss", positive=True),
-        "take_profit": _optional_money(args, "take_profit", positive=True),
-        "exit_reason": validate.text("exit_reason", args.get("exit_reason"), 100, optional=True),
-        "strategy_name": validate.text("strategy_name", args.get("strategy_name"), 100),
-        "strategy_config": validate.json_payload("strategy_config", args.get("strategy_config")),
-        "confidence_score": _optional_money(args, "confidence_score"),
-        "order_id": validate.text(
-            "order_id", args.get("order_id") or args.get("exit_order_id"), 100, optional=True
-        ),
-        "exchange": validate.text("exchange", args.get("exchange"), 50, optional=True) or "binance",
-        "timeframe": validate.text("timeframe", args.get("timeframe"), 10, optional=True),
-        "mfe": _optional_money(args, "mfe") or decimal.Decimal(0),
-        "mae": _optional_money(args, "mae") or decimal.Decimal(0),
-        "mfe_price": _optional_money(args, "mfe_price", positive=True),
-        "mae_price": _optional_money(args, "mae_price", positive=True),
-        "mfe_time": validate.timestamp("mfe_time", args.get("mfe_time"), optional=True),
-        "mae_time": validate.timestamp("mae_time", args.get("mae_time"), optional=True),
-        "position": validate.integer(
-            "position_id", args.get("position_id"), optional=True, minimum=1
-        ),
-        "session": session_id,
-    }
-
-
-def _optional_money(args: Mapping[str, Any], name: str, **rules: bool) -> decimal.Decimal | None:
-    return validate.money(name, args.get(name), optional=True, **rules)
+    order_id = args.get("order_id") or args.get("exit_order_id")
+    row.update(
+        pnl_percent=validate.column(Trade.pnl_percent, pnl_percent),
+        commission=row["commission"] or _ZERO_MONEY,
+        exchange=row["exchange"] or "binance",
+        mfe=row["mfe"] or _ZERO_MONEY,
+        mae=row["mae"] or _ZERO_MONEY,
+        order_id=validate.column(Trade.order_id, order_id),
+        position=validate.column(Trade.position, args.get("position_id")),
+        session=session_id,
+    )
+    return row
 
 
 def daily_rows(trades: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -287,7 +278,7 @@ class TradesMixin(ManagerBase):
         self, symbol: str, start: Any, session_id: int | None = None
     ) -> list[dict]:
         """Trades of `symbol` entered at or after `start` (of the given or current session)."""
-        name = validate.text("symbol", symbol, 20)
+        name = validate.column(Trade.symbol, symbol)
         since = validate.timestamp("start", start)
         params = {**self._session_filter(session_id), "symbol": name, "start": since}
         return self._dashboard_read(lambda: _BY_SYMBOL["session" in params].fetch(params))
