@@ -29,7 +29,7 @@ import enum
 import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import peewee as pw
 from peewee_migrate import auto
@@ -75,7 +75,7 @@ _strict_additions = contextvars.ContextVar("atb_codegen_strict_additions", defau
 @functools.cache
 def frozen_enum(name: str, values: tuple[str, ...]) -> type[enum.StrEnum]:
     """An enum with exactly `values`, as a migration recorded them (the live enum may have moved on)."""
-    return enum.StrEnum(name, [(value, value) for value in values])
+    return cast("type[enum.StrEnum]", enum.StrEnum(name, [(value, value) for value in values]))
 
 
 def _index_column_names(meta: pw.Metadata, names: Sequence[str]) -> list[str]:
@@ -185,7 +185,7 @@ def sqlite_foreign_keys_off(migrator: Any, database: pw.Database, *, fake: bool 
         )
     database.commit()  # nothing has been written in this transaction yet
     database.pragma("foreign_keys", 0)
-    top._begin()
+    top._begin()  # type: ignore[attr-defined]
     commit, rollback = top.commit, top.rollback
 
     def check_then_commit(begin: bool = True) -> None:
@@ -208,7 +208,7 @@ def sqlite_foreign_keys_off(migrator: Any, database: pw.Database, *, fake: bool 
         finally:
             database.pragma("foreign_keys", 1)
 
-    top.commit, top.rollback = check_then_commit, rollback_then_restore
+    top.commit, top.rollback = check_then_commit, rollback_then_restore  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def _check_constraints(field: pw.Field) -> list[str]:
 
 
 def _enum_values(field: pw.Field) -> tuple[str, ...]:
-    return tuple(str(member.value) for member in field.enum_class)
+    return tuple(str(member.value) for member in field.enum_class)  # type: ignore[attr-defined]
 
 
 def field_parameters(field: pw.Field) -> dict[str, str]:
@@ -249,7 +249,7 @@ def field_parameters(field: pw.Field) -> dict[str, str]:
             params.pop(name, None)
         if isinstance(field, atb_fields.EnumField):
             params.pop("max_length", None)
-        params = {**field.deconstruct(), **params}
+        params = {**field.deconstruct(), **params}  # type: ignore[attr-defined]
         if isinstance(field, atb_fields.EnumField):
             # Record the values, not a reference to the live enum: see the module docstring.
             params["enum_class"] = (
@@ -291,7 +291,7 @@ def field_to_code(field: pw.Field, *, space: bool = True, **_: object) -> str:
 
 def _fingerprint(field: pw.Field) -> tuple:
     """What makes two versions of a column different for the purposes of a migration."""
-    extra = tuple(sorted(field.deconstruct().items())) if _is_ours(field) else ()
+    extra = tuple(sorted(field.deconstruct().items())) if _is_ours(field) else ()  # type: ignore[attr-defined]
     values = _enum_values(field) if isinstance(field, atb_fields.EnumField) else ()
     return (
         type(field).__name__,
@@ -365,14 +365,14 @@ def index_columns(index: pw.ModelIndex, *, strict: bool = True) -> tuple[str, ..
     """The column names an index covers. An expression index is refused (`strict`, when a
     migration must be generated) or described by its text (when only comparing)."""
     columns = []
-    for part in index._expressions:
+    for part in index._expressions:  # type: ignore[attr-defined]
         if isinstance(part, pw.Field):
             columns.append(part.column_name)
         elif isinstance(part, str):
             columns.append(part.split()[0].strip('"'))
         elif strict:
             raise MigrationError(
-                f"cannot generate a migration for the expression index {index._name!r}; "
+                f"cannot generate a migration for the expression index {index._name!r}; "  # type: ignore[attr-defined]
                 "write it by hand with migrator.sql"
             )
         else:
@@ -381,7 +381,7 @@ def index_columns(index: pw.ModelIndex, *, strict: bool = True) -> tuple[str, ..
 
 
 def _index_signature(index: pw.ModelIndex) -> tuple[tuple[str, ...], bool]:
-    return index_columns(index), bool(index._unique)
+    return index_columns(index), bool(index._unique)  # type: ignore[attr-defined]
 
 
 def _indexes(model: type[pw.Model]) -> dict[tuple[tuple[str, ...], bool], pw.ModelIndex]:
@@ -459,8 +459,8 @@ def diff_model(model: type[pw.Model], source: type[pw.Model], **opts: Any) -> li
         implicit = (
             len(columns) == 1
             and columns[0] in added_columns
-            and isinstance(index._expressions[0], pw.Field)
-            and (index._expressions[0].index or index._expressions[0].unique)
+            and isinstance(index._expressions[0], pw.Field)  # type: ignore[attr-defined]
+            and (index._expressions[0].index or index._expressions[0].unique)  # type: ignore[attr-defined]
         )
         if getattr(index, "_where", None) is not None:
             changes.append(_partial_index_code(table, index))
@@ -471,14 +471,14 @@ def diff_model(model: type[pw.Model], source: type[pw.Model], **opts: Any) -> li
 
 def _partial_index_code(table: str, index: pw.ModelIndex) -> str:
     """`codegen.add_partial_index` of a partial index (peewee-migrate would drop its WHERE)."""
-    where = index._where
+    where = index._where  # type: ignore[attr-defined]
     if not isinstance(where, pw.SQL):
         raise MigrationError(
-            f"cannot generate a migration for the partial index {index._name!r} unless its "
+            f"cannot generate a migration for the partial index {index._name!r} unless its "  # type: ignore[attr-defined]
             "predicate is pw.SQL; write it by hand"
         )
     columns = ", ".join(repr(name) for name in index_columns(index))
-    unique = ", unique=True" if index._unique else ""
+    unique = ", unique=True" if index._unique else ""  # type: ignore[attr-defined]
     return (
         f"codegen.add_partial_index(migrator, {table!r}, {columns}{unique},"
         f" where=pw.SQL({where.sql!r}))"

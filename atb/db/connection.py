@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import peewee as pw
 import psycopg2
@@ -53,7 +53,7 @@ _settings: DatabaseSettings | None = None
 _UNSET = object()
 _deadline = threading.local()
 _default_call_timeout = 15.0
-_exception_wrapper = pw.__exception_wrapper__
+_exception_wrapper = pw.__exception_wrapper__  # type: ignore[attr-defined]  # not in the stubs
 _TIMED_OUT = (
     "the server did not answer within the call time bound (ATB_DB_CALL_TIMEOUT_S); "
     "server frozen or network down?"
@@ -74,7 +74,7 @@ def call_deadline(seconds: float | None) -> Iterator[None]:
 
 def _current_deadline() -> float | None:
     at = getattr(_deadline, "at", _UNSET)
-    return time.monotonic() + _default_call_timeout if at is _UNSET else at
+    return time.monotonic() + _default_call_timeout if at is _UNSET else cast("float | None", at)
 
 
 class _Watchdog:
@@ -640,7 +640,7 @@ def _discard_dead_connection(db: pw.Database) -> bool:
     if not _connection_is_dead(db):
         return False
     try:
-        db.manual_close()
+        db.manual_close()  # type: ignore[attr-defined]  # a pool method
     except Exception:
         log.debug("manual_close failed", exc_info=True)
     return True

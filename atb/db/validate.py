@@ -12,7 +12,7 @@ import enum
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import peewee as pw
 
@@ -53,6 +53,24 @@ def _allowed(enum_class: type[enum.Enum], aliases: Mapping[str, Any] | None) -> 
     return text
 
 
+@overload
+def enum_value(
+    field: str,
+    value: Any,
+    enum_class: type[E],
+    *,
+    aliases: Mapping[str, E] | None = None,
+    optional: Literal[False] = False,
+) -> E: ...
+@overload
+def enum_value(
+    field: str,
+    value: Any,
+    enum_class: type[E],
+    *,
+    aliases: Mapping[str, E] | None = None,
+    optional: bool,
+) -> E | None: ...
 def enum_value(
     field: str,
     value: Any,
@@ -101,6 +119,24 @@ def operation_type(value: Any, field: str = "operation_type") -> PartialOperatio
     return enum_value(field, value, PartialOperationType)
 
 
+@overload
+def money(
+    field: str,
+    value: Any,
+    *,
+    optional: Literal[False] = False,
+    positive: bool = False,
+    non_negative: bool = False,
+) -> decimal.Decimal: ...
+@overload
+def money(
+    field: str,
+    value: Any,
+    *,
+    optional: bool,
+    positive: bool = False,
+    non_negative: bool = False,
+) -> decimal.Decimal | None: ...
 def money(
     field: str,
     value: Any,
@@ -155,12 +191,30 @@ def _to_decimal(field: str, value: Any) -> decimal.Decimal:
         if isinstance(value, float):
             return decimal.Decimal(repr(value))
         if isinstance(value, numbers.Rational) and not isinstance(value, int):
-            return decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)
+            return decimal.Decimal(int(value.numerator)) / decimal.Decimal(int(value.denominator))
         return decimal.Decimal(value.strip() if isinstance(value, str) else value)
     except (decimal.InvalidOperation, ValueError, TypeError):
         raise ValidationError(field, f"{value!r} is not a number") from None
 
 
+@overload
+def integer(
+    field: str,
+    value: Any,
+    *,
+    optional: Literal[False] = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int: ...
+@overload
+def integer(
+    field: str,
+    value: Any,
+    *,
+    optional: bool,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None: ...
 def integer(
     field: str,
     value: Any,
@@ -201,6 +255,24 @@ def integer(
     return number
 
 
+@overload
+def text(
+    field: str,
+    value: Any,
+    max_length: int | None = None,
+    *,
+    optional: Literal[False] = False,
+    allow_empty: bool = False,
+) -> str: ...
+@overload
+def text(
+    field: str,
+    value: Any,
+    max_length: int | None = None,
+    *,
+    optional: bool,
+    allow_empty: bool = False,
+) -> str | None: ...
 def text(
     field: str,
     value: Any,
@@ -231,6 +303,10 @@ def text(
     return value
 
 
+@overload
+def timestamp(field: str, value: Any, *, optional: Literal[False] = False) -> dt.datetime: ...
+@overload
+def timestamp(field: str, value: Any, *, optional: bool) -> dt.datetime | None: ...
 def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime | None:
     """An aware UTC datetime: aware inputs converted, naive ones taken as UTC, ISO strings parsed."""
     if value is None:
@@ -253,7 +329,12 @@ def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime 
     raise ValidationError(field, f"{value!r} is not a datetime")
 
 
+@overload
+def flag(field: str, value: Any, *, optional: Literal[False] = False) -> bool: ...
+@overload
+def flag(field: str, value: Any, *, optional: bool) -> bool | None: ...
 def flag(field: str, value: Any, *, optional: bool = False) -> bool | None:
+    """True or False (a numpy bool too); anything else is refused."""
     if value is None:
         if optional:
             return None
@@ -277,6 +358,22 @@ def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
         raise ValidationError(field, "is nested too deeply to store as JSON") from None
 
 
+@overload
+def choice(
+    field: str,
+    value: Any,
+    allowed: tuple[str, ...],
+    *,
+    optional: Literal[False] = False,
+) -> str: ...
+@overload
+def choice(
+    field: str,
+    value: Any,
+    allowed: tuple[str, ...],
+    *,
+    optional: bool,
+) -> str | None: ...
 def choice(
     field: str,
     value: Any,

@@ -19,7 +19,7 @@ from .base import ManagerBase
 from .statements import insert_row
 
 MANUAL_REASON_PREFIX = "Manual adjustment: "
-_SNAPSHOT_RULES = {
+_SNAPSHOT_RULES: dict[str, dict[str, Any]] = {
     "balance": {"non_negative": True},
     "open_positions": {"minimum": 0, "optional": False},
     "total_exposure": {"non_negative": True, "optional": False},
@@ -202,7 +202,7 @@ class AccountsMixin(ManagerBase):
         return _float(self._run_statement(self._last_balance_query(sid).scalar))
 
     @staticmethod
-    def _last_balance_query(sid: int) -> pw.Query:
+    def _last_balance_query(sid: int) -> pw.ModelSelect[TradingSession]:
         ledger = (
             AccountBalance.select(AccountBalance.total_balance)
             .where(AccountBalance.session == sid)

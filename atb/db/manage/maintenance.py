@@ -9,6 +9,7 @@ most references to a session are SET NULL, which would orphan rows rather than r
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import peewee as pw
 
@@ -102,7 +103,7 @@ class MaintenanceMixin(ManagerBase):
             model.select(pw.Value(model._meta.table_name).alias("name"), pw.fn.COUNT(pw.SQL("*")))
             for model in ALL_MODELS
         ]
-        union = parts[0]
+        union: Any = parts[0]
         for part in parts[1:]:
             union = union.union_all(part)
         rows = self._run_statement(lambda: list(union.tuples()))

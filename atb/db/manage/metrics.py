@@ -43,7 +43,7 @@ _PERIOD_LENGTH = {
 PROFIT_FACTOR_CAP = 999999.99
 _NON_NEGATIVE = {"non_negative": True}
 _REQUIRED_COUNT = {"minimum": 0, "optional": False}
-_DYNAMIC_RULES = {
+_DYNAMIC_RULES: dict[str, dict[str, Any]] = {
     **{
         name: _NON_NEGATIVE
         for name in ("rolling_win_rate", "current_drawdown", "volatility_30d", "profit_factor",
@@ -53,7 +53,7 @@ _DYNAMIC_RULES = {
     "consecutive_wins": _REQUIRED_COUNT,
     "risk_adjustment_factor": {"non_negative": True, "optional": False},
 }  # fmt: skip
-_RISK_RULES = {
+_RISK_RULES: dict[str, dict[str, Any]] = {
     **{
         name: _NON_NEGATIVE
         for name in ("adjustment_factor", "current_drawdown", "volatility_level")
@@ -115,7 +115,7 @@ def _window(
     model: type[pw.Model], time_column: pw.Field, session: bool, start: bool, end: bool
 ) -> pw.Node | None:
     return both(
-        model.session == Slot("session") if session else None,
+        model._meta.fields["session"] == Slot("session") if session else None,
         time_column >= Slot("start", time_column) if start else None,
         time_column <= Slot("end", time_column) if end else None,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
+from typing import Any, cast
 
 import peewee as pw
 
@@ -187,6 +187,7 @@ class PredictionCacheMixin(ManagerBase):
             .order_by(PredictionCache.model_name)
             .dicts()
         )
+        rows: list[dict[str, Any]] = self._run_statement(lambda: list(cast(Any, query)))
         by_model = {
             row["model_name"]: {
                 "entries": int(row["entries"]),
@@ -194,7 +195,7 @@ class PredictionCacheMixin(ManagerBase):
                 "expired": int(row["expired"] or 0),
                 "hits": int(row["hits"] or 0),
             }
-            for row in self._run_statement(lambda: list(query))
+            for row in rows
         }
         total = sum(m["entries"] for m in by_model.values())
         expired_total = sum(m["expired"] for m in by_model.values())

@@ -54,7 +54,7 @@ class Slot(pw.ColumnBase):
         self.default = default
 
     def __sql__(self, ctx: pw.Context) -> pw.Context:
-        ctx._values.append(self)
+        ctx._values.append(self)  # type: ignore[attr-defined]  # peewee-private, not in the stubs
         return ctx.literal(ctx.state.param or "?")
 
 
@@ -208,7 +208,7 @@ def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
     if isinstance(field, JsonField) and not postgres:
         # On SQLite db_value wraps the text in a json() call, which cannot be a bare parameter;
         # the JSON text itself is what that call would store.
-        dumps = field._dumps
+        dumps = field._dumps  # type: ignore[attr-defined]
         return lambda value: None if value is None else dumps(value)
     return convert
 
@@ -319,7 +319,7 @@ def insert_with_child(
 def insert_with_upsert(
     model: type[pw.Model],
     row: Mapping[str, Any],
-    upsert: Callable[[int], pw.Node],
+    upsert: Callable[[int], Any],
     upsert_values: Sequence[Any],
     key: Hashable,
 ) -> int:
@@ -374,7 +374,7 @@ class Update:
             for name, value in changes.items()
         )
         statement = shape(("update", self, key), lambda: self._statement(changes))
-        values = dict(params)
+        values: dict[Any, Any] = dict(params)
         for name, value in changes.items():
             if not isinstance(value, pw.Node):
                 values[("set", name)] = value
@@ -400,7 +400,7 @@ def session_scoped(
 ) -> dict[bool, Any]:
     """A statement in its two shapes, keyed by whether a session is given: `make(None)` for
     every session, `make(condition)` with `model.session == Slot("session")`."""
-    return {False: make(None), True: make(model.session == Slot("session"))}
+    return {False: make(None), True: make(model._meta.fields["session"] == Slot("session"))}
 
 
 def both(*conditions: pw.Node | None) -> pw.Node | None:
@@ -408,7 +408,7 @@ def both(*conditions: pw.Node | None) -> pw.Node | None:
     given = [condition for condition in conditions if condition is not None]
     if not given:
         return None
-    combined = given[0]
+    combined: Any = given[0]
     for condition in given[1:]:
         combined = combined & condition
     return combined

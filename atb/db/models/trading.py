@@ -61,7 +61,7 @@ def session_link(backref: str, *, required: bool = False, index: bool = True) ->
     snapshots) keep their row with SET NULL; required children (risk and dynamic metrics) go with
     their session (CASCADE). `index=False` where a composite index starting with session_id
     already serves the lookups."""
-    return pw.ForeignKeyField(
+    return pw.ForeignKeyField(  # type: ignore[call-overload]  # null= from a bool
         TradingSession,
         column_name="session_id",
         null=not required,
