@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import TypeVar, cast
 
 import peewee as pw
@@ -77,6 +78,9 @@ def _current_deadline() -> float | None:
     return time.monotonic() + _default_call_timeout if at is _UNSET else cast("float | None", at)
 
 
+_IDLE_WAKE_S = 1.0  # the watchdog looks by itself at least this often
+
+
 class _Watchdog:
     """One daemon thread that shuts down the socket of a round trip that outlived its deadline."""
 
@@ -86,6 +90,10 @@ class _Watchdog:
         self._fired: set[int] = set()
         self._tokens = 0
         self._thread: threading.Thread | None = None
+        # When the thread next wakes by itself (0.0: only when told). A round trip due later
+        # needs no notify: waking the thread on every round trip cost more CPU than the rest of
+        # a single-row write.
+        self._wakes_at = 0.0
 
     @contextmanager
     def guard(self, conn) -> Iterator[None]:
@@ -100,7 +108,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="atb-db-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if not self._wakes_at or at < self._wakes_at:
+                self._cond.notify()
         try:
             yield
         except (psycopg2.Error, pw.DatabaseError, pw.InterfaceError) as exc:
@@ -124,7 +133,9 @@ class _Watchdog:
                         self._fired.add(token)
                         _shut_down(fd)
                 soonest = min((at for at, _ in self._watched.values()), default=None)
-                self._cond.wait(None if soonest is None else max(0.0, soonest - now))
+                idle_wake = now + _IDLE_WAKE_S
+                self._wakes_at = idle_wake if soonest is None else min(soonest, idle_wake)
+                self._cond.wait(max(0.0, self._wakes_at - now))
 
 
 def _shut_down(fd: int) -> None:
@@ -157,6 +168,13 @@ _NON_TRANSACTIONAL = re.compile(
     r".*\bCONCURRENTLY\b)",
     re.IGNORECASE | re.DOTALL,
 )
+
+
+@lru_cache(maxsize=1024)
+def _runs_outside_transactions(sql: str) -> bool:
+    # Cached: the manager's statements are a few fixed strings (their hash is kept on the string),
+    # and the pattern's `.*` alternatives scan the whole text of a long statement on every call.
+    return _NON_TRANSACTIONAL.match(sql) is not None
 
 
 class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
@@ -228,7 +246,7 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
 
     def execute_sql(self, sql, params=None):
         if self._transaction_sql and not self.in_transaction():
-            if not _NON_TRANSACTIONAL.match(sql) and self._txn_idle():
+            if not _runs_outside_transactions(sql) and self._txn_idle():
                 sql = self._transaction_sql + sql
         with _watchdog.guard(self._thread_connection()):
             return super().execute_sql(sql, params)
