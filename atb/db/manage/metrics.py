@@ -111,6 +111,15 @@ _AGGREGATE_NAMES = (
 )  # fmt: skip
 
 
+def running_peak() -> pw.ColumnBase:
+    """The highest account balance so far, snapshot by snapshot in (timestamp, id) order: a
+    window over account_history (sessions' and metrics' max drawdown)."""
+    AH = AccountHistory
+    return pw.fn.MAX(AH.balance).over(
+        order_by=[AH.timestamp, AH.id], frame_type=pw.Window.ROWS, start=pw.Window.preceding()
+    )
+
+
 def _window(
     model: type[pw.Model], time_column: pw.Field, session: bool, start: bool, end: bool
 ) -> pw.Node | None:
@@ -129,16 +138,7 @@ def _metrics_query(
     columns: list[pw.Node] = [*_TRADE_AGGREGATES, pw.fn.AVG(_HOURS[postgres]).alias("avg_hours")]
     if drawdown:
         AH = AccountHistory
-        history = AH.select(
-            AH.balance,
-            pw.fn.MAX(AH.balance)
-            .over(
-                order_by=[AH.timestamp, AH.id],
-                frame_type=pw.Window.ROWS,
-                start=pw.Window.preceding(),
-            )
-            .alias("peak"),
-        )
+        history = AH.select(AH.balance, running_peak().alias("peak"))
         where = _window(AH, AH.timestamp, session, start, end)
         running = (history.where(where) if where is not None else history).alias("running")
         fall = (running.c.peak - running.c.balance) * literal("100.0") / running.c.peak

@@ -12,6 +12,7 @@ from ..enums import EventType
 from ..fields import to_json_safe, utc_now
 from ..models import AccountHistory, SystemEvent, Trade, TradingSession
 from .base import ManagerBase
+from .metrics import running_peak
 from .statements import Rows, Slot, Statement, insert_row, literal
 
 TS = TradingSession
@@ -41,23 +42,13 @@ def _end_session_query() -> pw.Node:
         .alias("agg")
     )
     history = (
-        AH.select(
-            AH.balance,
-            pw.fn.MAX(AH.balance)
-            .over(
-                order_by=[AH.timestamp, AH.id],
-                frame_type=pw.Window.ROWS,
-                start=pw.Window.preceding(),
-                end=pw.Window.CURRENT_ROW,
-            )
-            .alias("running_peak"),
-        )
+        AH.select(AH.balance, running_peak().alias("running_peak"))
         .where(AH.session == _IN_SESSION)
         .alias("h")
     )
     initial = TS.select(TS.initial_balance).where(TS.id == _IN_SESSION).alias("s")
-    running_peak, start = history.c.running_peak, initial.c.initial_balance
-    peak = pw.Case(None, [(running_peak > start, running_peak)], start)
+    peak_so_far, start = history.c.running_peak, initial.c.initial_balance
+    peak = pw.Case(None, [(peak_so_far > start, peak_so_far)], start)
     running = (
         pw.Select(
             [pw.Join(history, initial, pw.JOIN.CROSS)], [history.c.balance, peak.alias("peak")]
