@@ -16,9 +16,16 @@ import pytest
 from helpers import T0, log_position, log_trade, scalar
 
 from atb.db import DatabaseError, ValidationError
-from atb.db.enums import OrderStatus
+from atb.db.enums import EventType, OrderStatus
 from atb.db.manager import DatabaseManager
-from atb.db.models import AccountHistory, Order, PerformanceMetrics, Trade, TradingSession
+from atb.db.models import (
+    AccountHistory,
+    Order,
+    PerformanceMetrics,
+    SystemEvent,
+    Trade,
+    TradingSession,
+)
 from atb.db.settings import build_url, parse_url
 
 pytestmark = pytest.mark.postgres
@@ -106,6 +113,19 @@ def test_end_of_session_totals_are_exact(
 
 
 # --- single-statement write paths -------------------------------------------------------------
+
+
+def test_a_session_and_its_engine_start_event_share_one_statement(
+    manager: DatabaseManager, statements: list
+) -> None:
+    session_id = manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", "500")
+
+    assert len(statements) == 1
+    (event,) = SystemEvent.select().where(SystemEvent.session == session_id)
+    assert event.event_type is EventType.ENGINE_START
+    assert event.message == f"Trading session {session_id} started"
+    assert event.details["session_id"] == session_id
+    assert event.details["mode"] == "PAPER" and event.details["initial_balance"] == 500
 
 
 def test_a_position_and_its_entry_order_share_one_statement(

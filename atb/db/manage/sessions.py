@@ -13,7 +13,7 @@ from ..fields import to_json_safe, utc_now
 from ..models import AccountHistory, SystemEvent, Trade, TradingSession
 from .base import ManagerBase
 from .metrics import running_peak
-from .statements import Rows, Slot, Statement, insert_row, literal
+from .statements import FromParent, Rows, Slot, Statement, insert_row, insert_with_child, literal
 
 TS = TradingSession
 AH = AccountHistory
@@ -131,12 +131,12 @@ class SessionsMixin(ManagerBase):
             name = f"{values['strategy_name']}_{values['symbol']}_{now:%Y%m%d_%H%M%S}"
             values["session_name"] = name[:100]
 
-        def work() -> int:
-            session_id = insert_row(TS, {"start_time": now, **values})
-            _log_lifecycle(session_id, EventType.ENGINE_START, now, values)
-            return session_id
-
-        session_id = self._run_transaction(work)
+        # One statement on PostgreSQL: the event's message and details take the new session's id
+        # in SQL (_STARTED); two in one transaction on SQLite.
+        event = _lifecycle_event(None, EventType.ENGINE_START, now, values)
+        session_id = insert_with_child(
+            TS, {"start_time": now, **values}, SystemEvent, event, "session", _STARTED
+        )
         self._current_session_id = session_id
         return session_id
 
@@ -183,18 +183,49 @@ def _close_session(session_id: int, final_balance: Any) -> dict[str, Any] | None
 def _log_lifecycle(
     session_id: int, event_type: EventType, when: dt.datetime, facts: dict[str, Any]
 ) -> None:
+    insert_row(SystemEvent, _lifecycle_event(session_id, event_type, when, facts))
+
+
+def _lifecycle_event(
+    session_id: int | None, event_type: EventType, when: dt.datetime, facts: dict[str, Any]
+) -> dict[str, Any]:
+    """The ENGINE_START/ENGINE_STOP event row; without a session id (not known yet), the
+    message and details leave it out and `_STARTED` puts it in."""
     started = event_type is EventType.ENGINE_START
     details = {key: value for key, value in facts.items() if key not in ("strategy_config",)}
     if not started and facts.get("start_time") and facts.get("end_time"):
         elapsed = facts["end_time"] - facts["start_time"]
         details["duration_hours"] = round(elapsed.total_seconds() / 3600, 6)
+    known = {} if session_id is None else {"session_id": session_id}
     event = {
         "timestamp": when,
         "event_type": event_type,
         "severity": "info",
-        "message": f"Trading session {session_id} {'started' if started else 'ended'}",
-        "details": to_json_safe({"session_id": session_id, **details}),
+        "message": _lifecycle_message(session_id, started),
+        "details": to_json_safe({**known, **details}),
         "component": "trading_session",
-        "session": session_id,
     }
-    insert_row(SystemEvent, event)
+    if session_id is not None:
+        event["session"] = session_id
+    return event
+
+
+def _lifecycle_message(session_id: Any, started: bool) -> str:
+    return f"Trading session {session_id} {'started' if started else 'ended'}"
+
+
+# The ENGINE_START event's columns that carry the new session's id: (SQL, Python) forms.
+_STARTED: dict[str, FromParent] = {
+    "message": (
+        lambda session_id, _slot: pw.fn.CONCAT(
+            literal("'Trading session '"), session_id, literal("' started'")
+        ),
+        lambda session_id, _value: _lifecycle_message(session_id, True),
+    ),
+    "details": (
+        lambda session_id, slot: pw.NodeList(
+            (pw.fn.jsonb_build_object(literal("'session_id'"), session_id), pw.SQL("||"), slot)
+        ),
+        lambda session_id, details: {"session_id": session_id, **(details or {})},
+    ),
+}

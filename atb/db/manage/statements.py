@@ -278,39 +278,57 @@ def insert_row(model: type[pw.Model], row: Mapping[str, Any]) -> int:
     return _insert_statement(model, names, 1).scalar([row[name] for name in names])
 
 
+# A child column computed from the parent's new id: (PostgreSQL: an expression of the id and of
+# the column's slot; SQLite: a function of the id and the column's value). Kept at module level:
+# its identity keys the statement's shape.
+FromParent = tuple[Callable[[pw.Node, Slot], pw.Node], Callable[[int, Any], Any]]
+
+
 def insert_with_child(
     parent: type[pw.Model],
     row: Mapping[str, Any],
     child: type[pw.Model],
     child_row: Mapping[str, Any],
     link: str,
+    from_parent: Mapping[str, FromParent] | None = None,
 ) -> int:
-    """INSERT a parent row and one child row pointing at it (`link` is the child's FK field).
+    """INSERT a parent row and one child row pointing at it (`link` is the child's FK field;
+    `from_parent` child columns are computed from the parent's id).
 
     PostgreSQL: one statement (a data-modifying CTE; the child's VALUES read the parent's id);
     SQLite: two statements in one transaction. Either way atomic; returns the parent's id.
     """
-    names, child_names = tuple(row), tuple(child_row)
-    values = [*(row[name] for name in names), *(child_row[name] for name in child_names)]
+    derived = from_parent or {}
+    names = tuple(row)
+    plain = tuple(name for name in child_row if name not in derived)
+    computed = tuple(name for name in child_row if name in derived)
     if connection.is_postgres():
+        values = [*(row[name] for name in names), *(child_row[name] for name in plain),
+                  *(child_row[name] for name in computed)]  # fmt: skip
 
         def build() -> pw.Node:
             inserted = insert_query(parent, names).cte("parent")
             parent_id = pw.Select((inserted,), (inserted.c.id,))
+            first = len(names) + len(plain)
+            fields = child._meta.fields
+            fixed: dict[str, pw.Node] = {link: parent_id}
+            for index, name in enumerate(computed):
+                fixed[name] = derived[name][0](parent_id, Slot(first + index, fields[name]))
             return (
-                insert_query(child, child_names, first_slot=len(names), fixed={link: parent_id})
+                insert_query(child, plain, first_slot=len(names), fixed=fixed)
                 .with_cte(inserted)
                 .returning(child._meta.fields[link])
             )
 
-        both = shape(
-            ("with child", parent, names, child, child_names, link), lambda: Statement(build)
-        )
+        key = ("with child", parent, names, child, plain, link,
+               tuple((name, id(derived[name])) for name in computed))  # fmt: skip
+        both = shape(key, lambda: Statement(build))
         return connection.run(lambda: both.scalar(values), transaction=False)
 
     def work() -> int:
         parent_id = insert_row(parent, row)
-        insert_row(child, {link: parent_id, **child_row})
+        values = {name: derived[name][1](parent_id, child_row[name]) for name in computed}
+        insert_row(child, {link: parent_id, **child_row, **values})
         return parent_id
 
     return connection.run(work)
