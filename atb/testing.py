@@ -129,7 +129,7 @@ def bind_sqlite(name: str | None = None) -> pw.SqliteDatabase:
     db = pw.SqliteDatabase(
         f"file:{name}?mode=memory&cache=shared", uri=True, pragmas={"foreign_keys": 1}
     )
-    connection.bind(db)
+    connection.bind(db, replace=True)
     db.connect()
     apply_pending_migrations(db=db)
     return db
@@ -207,7 +207,7 @@ def truncate_all(db: pw.Database) -> None:
 @pytest.fixture
 def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
     """The run's PostgreSQL database bound to the proxy for one test, emptied afterwards."""
-    db = connection.connect(settings=settings_for_tests(pg_database_url))
+    db = connection.connect(settings=settings_for_tests(pg_database_url), replace=True)
     try:
         yield db
     finally:

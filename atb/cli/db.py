@@ -32,7 +32,7 @@ def db_group() -> None:
 
 
 def _connect(url: str | None):
-    db = connection.connect(url)
+    db = connection.connect(url, replace=True)  # a command is its process's one user
     return db, connection.current_settings()
 
 
@@ -717,7 +717,7 @@ def reset_railway_command(
         )
     check_environment(environment, os.environ)
     settings = resolve_railway_settings(os.environ, url)
-    db = connection.connect(settings=settings)
+    db = connection.connect(settings=settings, replace=True)
 
     def confirm(backup) -> bool:
         click.echo(
