@@ -470,6 +470,16 @@ def bind(db: pw.Database, *, replace: bool = False) -> pw.Database:
     return db
 
 
+def replica_health():
+    """The read replica's health measured now (atb.db.replica.ReplicaHealth); None when no
+    DATABASE_REPLICA_URL is configured."""
+    replica = _replica
+    if replica is None:
+        return None
+    with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
+        return replica.health(fresh=True)
+
+
 def _already_bound(wanted: str) -> ConfigurationError:
     return ConfigurationError(
         f"this process is already bound to {_describe_target()}; atb's models share one database "
