@@ -196,13 +196,15 @@ def install_call_bound(seconds: float) -> None:
     _default_call_timeout = float(seconds)
 
 
-# Statements PostgreSQL refuses inside a transaction block: sent without the SET LOCAL prefix.
 _NON_TRANSACTIONAL = re.compile(
-    r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|REINDEX|BEGIN|START|"
-    r"COMMIT|ROLLBACK|END|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|DISCARD|.*\bTABLESPACE\b|"
-    r".*\bCONCURRENTLY\b)",
-    re.IGNORECASE | re.DOTALL,
+    r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|"
+    r"REINDEX|BEGIN|START|COMMIT|ROLLBACK|END|ABORT|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|DISCARD|"
+    r"(CREATE|DROP)\s+TABLESPACE|(CREATE\s+(UNIQUE\s+)?|DROP\s+)INDEX\s+CONCURRENTLY)\b",
+    re.IGNORECASE,
 )
+"""Statements that cannot run inside the implicit transaction a `SET LOCAL` prefix would open
+(or that manage transactions themselves): sent as they are. Judged by their leading keywords
+only, so a query that merely mentions e.g. TABLESPACE in a string keeps its timeouts."""
 
 
 class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
@@ -542,6 +544,14 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     if answered:
         return DatabaseUnavailable(
             f"{_describe_target()} refused the connection: {message[answered.start() :]}"
+        )
+    if "timeout expired" in message:
+        waited = f" ({_settings.connect_timeout} s, ATB_DB_CONNECT_TIMEOUT)" if _settings else ""
+        return DatabaseUnavailable(
+            f"cannot reach {_describe_target()}: no answer to the connection within the connect "
+            f"timeout{waited}: the server or the network is down, or a PgBouncer in front of it "
+            "is holding the login while it cannot get a server connection (after a failed "
+            "server login it waits server_login_retry; its log says why)"
         )
     return DatabaseUnavailable(
         f"cannot reach {_describe_target()}: {message} "
