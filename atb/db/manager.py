@@ -25,6 +25,7 @@ from .manage.optimization import OptimizationMixin
 from .manage.orders import OrdersMixin
 from .manage.positions import PositionsMixin
 from .manage.predictions import PredictionCacheMixin
+from .manage.recovery import RecoveryMixin
 from .manage.sessions import SessionsMixin
 from .manage.trades import TradesMixin
 
@@ -70,6 +71,7 @@ class DatabaseManager(
     PositionsMixin,
     OrdersMixin,
     AccountsMixin,
+    RecoveryMixin,
     MetricsMixin,
     EventsMixin,
     OptimizationMixin,

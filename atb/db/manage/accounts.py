@@ -110,7 +110,7 @@ class AccountsMixin(ManagerBase):
     ) -> bool:
         """Set the balance by hand: a ledger row and a BALANCE_ADJUSTMENT event, in one transaction.
 
-        The old balance in the event is the last known one (see `recover_last_balance`). Returns
+        The old balance in the event is the last known one (ledger, else snapshot, else initial). Returns
         False, writing nothing, without a session or for an unknown one.
         """
         reason = validate.text("reason", reason, _UPDATE_REASON_LENGTH - len(MANUAL_REASON_PREFIX))
@@ -177,16 +177,6 @@ class AccountsMixin(ManagerBase):
                 for b in query
             ]
         )
-
-    def recover_last_balance(self, session_id: int | None = None) -> float | None:
-        """The newest known balance: ledger, else snapshots, else the session's initial balance.
-
-        None without a session or for an unknown one. One query; it never writes.
-        """
-        sid = self._session(session_id)
-        if sid is None:
-            return None
-        return _float(self._one(self._last_balance_query(sid).scalar))
 
     @staticmethod
     def _last_balance_query(sid: int) -> pw.Query:
