@@ -17,6 +17,7 @@ import peewee as pw
 from .. import connection
 from ..fields import utc_now
 from ..models import AccountBalance, AccountHistory, Trade, TradingSession
+from .accounts import ledger_time, lock_session_ledger
 from .base import ManagerBase
 
 TS = TradingSession
@@ -69,12 +70,9 @@ class RecoveryMixin(ManagerBase):
             return None
 
         def work() -> float | None:
-            session = TS.select(TS.initial_balance).where(TS.id == sid)
-            if connection.is_postgres():
-                session = session.for_update()  # one recovery (or balance change) at a time
-            initial = session.scalar()
-            if initial is None:
+            if not lock_session_ledger(sid):  # one recovery (or balance change) at a time
                 return None
+            initial = TS.select(TS.initial_balance).where(TS.id == sid).scalar()
             ledger = _ledger_balance(sid).scalar()
             if ledger is not None:
                 return float(ledger)
@@ -87,7 +85,7 @@ class RecoveryMixin(ManagerBase):
                     AccountBalance.available_balance: balance,
                     AccountBalance.reserved_balance: 0,
                     AccountBalance.asset_balances: {},
-                    AccountBalance.last_updated: utc_now(),
+                    AccountBalance.last_updated: ledger_time(),
                     AccountBalance.updated_by: "system",
                     AccountBalance.update_reason: RECOVERED_REASON,
                 }
