@@ -38,11 +38,22 @@ def other_url(make_migrated_pg_database: Callable[..., str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    """A throwaway embedded server the test module may stop and start at will (one per module)."""
+def private_server():
+    """A throwaway embedded server the test module may stop and start at will (one per module).
+
+    Its folder is a /tmp folder of its own, not pytest's: every pytest run resets the mode of
+    /tmp/pytest-of-<user> to 0700, which would lock the server's system user out of a folder in
+    use by another run (as root, PostgreSQL runs as the wheel's unprivileged user)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from atb.db import local
 
-    root = tmp_path_factory.mktemp("private_server")
-    server = local.start(root)
-    yield root, server
-    local.stop(root)
+    root = Path(tempfile.mkdtemp(prefix="atb_private_server_"))
+    try:
+        server = local.start(root)
+        yield root, server
+    finally:
+        local.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
