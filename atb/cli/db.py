@@ -100,6 +100,7 @@ def migrate_command(url: str | None, plan: bool, fake: bool, lock_wait: float) -
     """
     _, settings = _connect(url)
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    migrate.refuse_foreign_schema()  # the earlier layer's tables: say `atb db adopt`, exit 1
     if plan:
         pending = migrate.migration_state().pending
         if not pending:
@@ -126,6 +127,7 @@ def status_command(url: str | None, as_json: bool) -> None:
       atb db status || atb db migrate
     """
     _, settings = _connect(url)
+    migrate.refuse_foreign_schema()  # the earlier layer's tables: say `atb db adopt`, exit 1
     state = migrate.migration_state()
     if as_json:
         emit_json(
