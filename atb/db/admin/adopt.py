@@ -242,7 +242,7 @@ def _read_schema(db: pw.Database, schema: str) -> dict[str, _Table]:
     tables: dict[str, _Table] = {}
     for (name,) in db.execute_sql(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p')",
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.oid",
         (schema,),
     ).fetchall():
         tables[name] = _Table(name)
