@@ -449,3 +449,34 @@ def test_the_cli_reports_subprocess_errors_as_one_line(legacy_url) -> None:
     result = atb_subprocess("db", "status", "--url", legacy_url)
     assert result.returncode == 1
     assert result.stderr.count("Error:") == 1 and "Traceback" not in result.stderr
+
+
+# --- 7. the manager test suite on an adopted database ---------------------------------------
+
+MANAGER_SUITES = (
+    "tests/integration/test_manager_trading_pg.py",
+    "tests/integration/test_manager_ledger_pg.py",
+    "tests/integration/test_manager_both_backends.py",
+)
+
+
+def test_pg_database_url_is_an_adopted_database_when_asked(pg_database_url: str) -> None:
+    """Run by the next test (ATB_TEST_ADOPTED_DATABASE=1): the fixture really adopted."""
+    if os.environ.get("ATB_TEST_ADOPTED_DATABASE") != "1":
+        pytest.skip("only meaningful with ATB_TEST_ADOPTED_DATABASE=1")
+    assert execute_sql(pg_database_url, "SELECT obj_description('alembic_version'::regclass)") == [
+        (ADOPTED_COMMENT,)
+    ]
+
+
+def test_the_manager_suites_pass_on_an_adopted_database() -> None:
+    root = Path(__file__).resolve().parents[2]
+    this = f"{Path(__file__).relative_to(root)}::test_pg_database_url_is_an_adopted_database_when_asked"
+    env = {**os.environ, "ATB_TEST_ADOPTED_DATABASE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "postgres",
+         this, *MANAGER_SUITES],
+        cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
