@@ -303,18 +303,73 @@ def test_a_balance_too_big_for_numeric_stops_adopt(legacy_url) -> None:
     assert fingerprint(legacy_url) == before
 
 
-def test_a_failure_midway_rolls_back_everything(legacy_url) -> None:
-    """A view on trades.exit_time makes the trades rewrite fail after other tables changed."""
+def test_a_view_on_a_converted_column_is_a_problem(legacy_url) -> None:
     execute_sql(legacy_url, "CREATE VIEW last_exits AS SELECT id, exit_time FROM trades")
     before = fingerprint(legacy_url)
     result = _adopt(legacy_url)
     assert result.exit_code == 1
-    (error,) = _error_lines(result.output)
-    assert "adopt failed, nothing was changed" in error and "view" in error
+    assert "trades.exit_time: used by view(s) last_exits" in result.output
     assert fingerprint(legacy_url) == before
-    assert "atb_adopt_target" not in json.dumps(
-        execute_sql(legacy_url, "SELECT nspname FROM pg_namespace")
+
+
+def test_a_failure_midway_rolls_back_everything(legacy_url) -> None:
+    """A trigger of the user's makes the rewrite of orders' legacy spellings fail after the
+    foreign keys and duplicate indexes of every table were already dropped."""
+    execute_sql(
+        legacy_url,
+        "CREATE FUNCTION no_updates() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'orders are append-only'; END $$",
+        "CREATE TRIGGER orders_append_only BEFORE UPDATE ON orders "
+        "FOR EACH ROW EXECUTE FUNCTION no_updates()",
     )
+    before = fingerprint(legacy_url)
+    result = _adopt(legacy_url)
+    assert result.exit_code == 1
+    (error,) = _error_lines(result.output)
+    assert "adopt failed, nothing was changed" in error and "append-only" in error
+    assert fingerprint(legacy_url) == before
+    namespaces = execute_sql(legacy_url, "SELECT nspname FROM pg_namespace")
+    assert ("atb_adopt_target",) not in namespaces
+
+
+def test_a_database_built_by_the_alembic_chain_is_adopted_too(legacy_url) -> None:
+    """The earlier layer's migrations differ from create_all: json (not jsonb) in 0001's tables,
+    orphan enum types, a self-referencing FK on strategy_registry.parent_id, and an unnamed
+    UNIQUE(strategy_id) with a non-unique index."""
+    execute_sql(
+        legacy_url,
+        "ALTER TABLE trades ALTER COLUMN strategy_config TYPE json",
+        "ALTER TABLE system_events ALTER COLUMN details TYPE json",
+        "ALTER TABLE account_balances ALTER COLUMN asset_balances TYPE json",
+        "CREATE TYPE positionside AS ENUM ('LONG', 'SHORT')",
+        "CREATE TYPE orderstatus AS ENUM ('PENDING', 'OPEN', 'FILLED', 'CANCELLED', 'FAILED')",
+        "ALTER TABLE strategy_versions DROP CONSTRAINT strategy_versions_strategy_id_fkey",
+        "ALTER TABLE strategy_performance DROP CONSTRAINT strategy_performance_strategy_id_fkey",
+        "ALTER TABLE strategy_lineage DROP CONSTRAINT strategy_lineage_ancestor_id_fkey",
+        "ALTER TABLE strategy_lineage DROP CONSTRAINT strategy_lineage_descendant_id_fkey",
+        "ALTER TABLE strategy_registry DROP CONSTRAINT uq_strategy_id",
+        "DROP INDEX ix_strategy_registry_strategy_id",
+        "ALTER TABLE strategy_registry ADD UNIQUE (strategy_id)",
+        "CREATE INDEX ix_strategy_registry_strategy_id ON strategy_registry (strategy_id)",
+        "ALTER TABLE strategy_registry ADD CONSTRAINT fk_strategy_registry_parent_id "
+        "FOREIGN KEY (parent_id) REFERENCES strategy_registry (strategy_id)",
+        "ALTER TABLE strategy_versions ADD FOREIGN KEY (strategy_id) "
+        "REFERENCES strategy_registry (strategy_id)",
+        "ALTER TABLE strategy_lineage ADD FOREIGN KEY (ancestor_id) "
+        "REFERENCES strategy_registry (strategy_id)",
+    )
+    before = snapshot(legacy_url)
+    plan = atb_db("adopt", "--plan", "--url", legacy_url)
+    assert plan.exit_code == 0, plan.output
+    assert "trades.strategy_config: type json -> jsonb" in plan.output
+    assert "fk_strategy_registry_parent_id dropped: atb has no foreign key here" in plan.output
+    assert "type positionside: enum type unused by atb, kept untouched" in plan.output
+
+    result = _adopt(legacy_url)
+
+    assert result.exit_code == 0, result.output
+    assert snapshot(legacy_url) == before
+    assert atb_db("verify", "--url", legacy_url).exit_code == 0
 
 
 # --- 5. Ctrl-C / kill during adopt --------------------------------------------------------------

@@ -452,6 +452,12 @@ class _Planner:
                 )
             elif name != migrate.HISTORY_TABLE:
                 self.plan.kept.append(f"{name}: table unknown to atb, kept untouched")
+        for (name,) in self.rows(
+            "SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = %s AND t.typtype = 'e' ORDER BY 1",
+            (self.schema,),
+        ):
+            self.plan.kept.append(f"type {name}: enum type unused by atb, kept untouched")
         return self.plan
 
     def _check_mappings(self) -> None:
@@ -533,8 +539,11 @@ class _Planner:
                     "timestamp without"
                 ):
                     note = " (the stored values read as UTC)"
+                if current.type == "json" and target.type == "jsonb":
+                    note = " (as jsonb: duplicate keys keep the last value, key order normalised)"
                 self.change("type", where, f"type {current.type} -> {target.type}{note}")
                 self._check_fits(table, column, current.type, target.type)
+                self._check_dependent_views(table, column)
             if target.not_null and not current.not_null:
                 (nulls,) = self.rows(
                     f"SELECT count(*) FROM {self.qualified(table)} WHERE {_q(column)} IS NULL"
@@ -620,6 +629,24 @@ class _Planner:
             )[0]
             if count:
                 self.problem(where, f"{count} value(s) are longer than {new}")
+
+    def _check_dependent_views(self, table: str, column: str) -> None:
+        """PostgreSQL cannot change the type of a column a view or rule uses."""
+        views = self.rows(
+            "SELECT DISTINCT v.relname FROM pg_depend d "
+            "JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class "
+            "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+            "WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = %s::regclass "
+            "AND a.attname = %s AND v.oid <> d.refobjid ORDER BY 1",
+            (self.qualified(table), column),
+        )
+        if views:
+            names = ", ".join(row[0] for row in views)
+            self.problem(
+                f"{table}.{column}",
+                f"used by view(s) {names}, so its type cannot change; drop them before adopt "
+                "and re-create them afterwards",
+            )
 
     def _check_enum_values(self, table: str, column: str, allowed: frozenset[str]) -> None:
         col = _q(column)
