@@ -535,3 +535,33 @@ def test_the_manager_suites_pass_on_an_adopted_database() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
+
+
+def test_missing_tables_are_created_and_unknown_ones_kept(legacy_url) -> None:
+    """An older version of the earlier layer (no strategy_* tables, before its 0002), and one
+    with a table and a column atb does not know: the former are built, the latter kept."""
+    execute_sql(
+        legacy_url,
+        "DROP TABLE strategy_lineage, strategy_performance, strategy_versions",
+        "ALTER TABLE trades ADD COLUMN notes text",
+        "UPDATE trades SET notes = 'kept ' || id WHERE id % 10 = 0",
+        "CREATE TABLE exchange_fees (id serial PRIMARY KEY, venue varchar(20), bps float)",
+        "INSERT INTO exchange_fees (venue, bps) VALUES ('binance', 7.5), ('kraken', NULL)",
+    )
+    before = snapshot(legacy_url)
+    plan = atb_db("adopt", "--plan", "--url", legacy_url)
+    assert plan.exit_code == 0, plan.output
+    assert "strategy_versions: table is missing: created as atb defines it (empty)" in plan.output
+    assert "trades.notes: column unknown to atb (text), kept untouched" in plan.output
+    assert "exchange_fees: table unknown to atb, kept untouched" in plan.output
+
+    result = _adopt(legacy_url)
+
+    assert result.exit_code == 0, result.output
+    after = snapshot(legacy_url)
+    for table, rows in before.items():
+        assert after[table] == rows, table
+    assert after["strategy_versions"] == {} and after["strategy_lineage"] == {}
+    assert atb_db("verify", "--url", legacy_url).exit_code == 0
+    namespaces = execute_sql(legacy_url, "SELECT nspname FROM pg_namespace")
+    assert ("atb_adopt_target",) not in namespaces
