@@ -313,23 +313,52 @@ def test_a_view_on_a_converted_column_is_a_problem(legacy_url) -> None:
 
 
 def test_a_failure_midway_rolls_back_everything(legacy_url) -> None:
-    """A trigger of the user's makes the rewrite of orders' legacy spellings fail after the
-    foreign keys and duplicate indexes of every table were already dropped."""
+    """A CHECK of the user's rejects what adopt's rewrite of orders.status produces ('filled'
+    becomes 'FILLED'), after the foreign keys and duplicate indexes of every table were dropped
+    and the tables before orders were rewritten."""
     execute_sql(
         legacy_url,
-        "CREATE FUNCTION no_updates() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'orders are append-only'; END $$",
-        "CREATE TRIGGER orders_append_only BEFORE UPDATE ON orders "
-        "FOR EACH ROW EXECUTE FUNCTION no_updates()",
+        "UPDATE orders SET filled_at = created_at WHERE status = 'FILLED'",
+        "UPDATE orders SET filled_at = NULL WHERE status = 'filled'",
+        "ALTER TABLE orders ADD CONSTRAINT filled_orders_have_a_time "
+        "CHECK (status <> 'FILLED' OR filled_at IS NOT NULL)",
     )
     before = fingerprint(legacy_url)
     result = _adopt(legacy_url)
     assert result.exit_code == 1
     (error,) = _error_lines(result.output)
-    assert "adopt failed, nothing was changed" in error and "append-only" in error
+    assert "adopt failed, nothing was changed" in error
+    assert "filled_orders_have_a_time" in error
     assert fingerprint(legacy_url) == before
     namespaces = execute_sql(legacy_url, "SELECT nspname FROM pg_namespace")
     assert ("atb_adopt_target",) not in namespaces
+
+
+def test_rows_a_new_foreign_key_would_reject_are_a_problem(legacy_url) -> None:
+    execute_sql(
+        legacy_url,
+        "ALTER TABLE trades DROP CONSTRAINT trades_position_id_fkey",
+        "UPDATE trades SET position_id = 999999 WHERE id IN (1, 2)",
+    )
+    before = fingerprint(legacy_url)
+    result = _adopt(legacy_url)
+    assert result.exit_code == 1
+    assert (
+        "trades.position_id: 2 row(s) reference missing positions.id values (e.g. 999999)"
+        in result.output
+    )
+    assert fingerprint(legacy_url) == before
+
+
+def test_a_known_spelling_longer_than_the_legacy_column_is_rewritten(legacy_url) -> None:
+    """'PARTIAL' (an alias atb accepts) becomes PARTIALLY_FILLED, 16 characters, in a column the
+    earlier layer made VARCHAR(9): the rewrite happens inside the widening ALTER."""
+    execute_sql(legacy_url, "UPDATE orders SET status = 'PARTIAL' WHERE id IN (5, 6)")
+    result = _adopt(legacy_url)
+    assert result.exit_code == 0, result.output
+    assert execute_sql(legacy_url, "SELECT status FROM orders WHERE id IN (5, 6)") == [
+        ("PARTIALLY_FILLED",), ("PARTIALLY_FILLED",),
+    ]  # fmt: skip
 
 
 def test_a_database_built_by_the_alembic_chain_is_adopted_too(legacy_url) -> None:

@@ -361,7 +361,6 @@ _PHASES = (
     "drop_index",
     "create_table",
     "drop_fk_moved",
-    "map",
     "alter",
     "rename",
     "add_index",
@@ -504,6 +503,15 @@ class _Planner:
     def _columns(self, have: _Table, want: _Table) -> None:
         table = want.name
         clauses: list[str] = []
+        # Enum values outside atb's CHECK: problems, or rewritten within the table's one ALTER.
+        rewrites: dict[str, str] = {}
+        have_checks = {(cols, definition) for _n, cols, definition in have.checks}
+        new_checks = [c for c in want.checks if (c[1], c[2]) not in have_checks]
+        for _name, columns, definition in new_checks:
+            if len(columns) == 1 and columns[0] in have.columns:
+                expression = self._check_enum_values(table, columns[0], _enum_values(definition))
+                if expression is not None:
+                    rewrites[columns[0]] = expression
         for column, target in want.columns.items():
             where = f"{table}.{column}"
             current = have.columns.get(column)
@@ -529,11 +537,17 @@ class _Planner:
                     + (" NOT NULL" if target.not_null else ""),
                 )
                 continue
-            if current.type != target.type:
+            if column in rewrites:
+                clauses.append(
+                    f"ALTER COLUMN {_q(column)} TYPE {target.type} "
+                    f"USING ({rewrites[column]})::{target.type}"
+                )
+            elif current.type != target.type:
                 clauses.append(
                     f"ALTER COLUMN {_q(column)} TYPE {target.type} "
                     f"USING {_using(column, current.type, target.type)}"
                 )
+            if current.type != target.type:
                 note = ""
                 if target.type == "timestamp with time zone" and current.type.startswith(
                     "timestamp without"
@@ -582,13 +596,8 @@ class _Planner:
                 self.plan.kept.append(
                     f"{table}.{column}: column unknown to atb ({info.type}), kept untouched{note}"
                 )
-        # CHECK constraints (enum columns): values checked, mapped, then the constraint added.
-        have_checks = {(cols, definition) for _n, cols, definition in have.checks}
-        for name, columns, definition in want.checks:
-            if (columns, definition) in have_checks:
-                continue
-            if len(columns) == 1 and columns[0] in have.columns:
-                self._check_enum_values(table, columns[0], _enum_values(definition))
+        # CHECK constraints (enum columns), validated after the rewrite.
+        for name, columns, definition in new_checks:
             clauses.append(f"ADD CONSTRAINT {_q(name)} {definition}")
             self.change("check", f"{table}.{', '.join(columns)}", f"{definition} added")
         if clauses:
@@ -648,7 +657,9 @@ class _Planner:
                 "and re-create them afterwards",
             )
 
-    def _check_enum_values(self, table: str, column: str, allowed: frozenset[str]) -> None:
+    def _check_enum_values(self, table: str, column: str, allowed: frozenset[str]) -> str | None:
+        """Problems for values outside `allowed`; the SQL expression rewriting the mapped ones
+        (used in the table's one ALTER: no separate UPDATE pass), or None."""
         col = _q(column)
         found = self.rows(
             f"SELECT {col}, count(*) FROM {self.qualified(table)} "
@@ -656,7 +667,7 @@ class _Planner:
             (sorted(allowed),),
         )
         if not found:
-            return
+            return None
         where = f"{table}.{column}"
         explicit = self.mappings.get((table, column), {})
         mapping: dict[str, str] = {}
@@ -680,17 +691,14 @@ class _Planner:
                 f"allowed: {', '.join(sorted(allowed))}; map them with "
                 f"--map {table}.{column}:{first}=<ALLOWED VALUE>",
             )
-        if mapping:
-            cases = " ".join("WHEN %s THEN %s" for _ in mapping)
-            params: list[str] = []
-            for old, new in mapping.items():
-                params += [old, new]
-            placeholders = ", ".join("%s" for _ in mapping)
-            sql = (
-                f"UPDATE {self.qualified(table)} SET {col} = CASE {col} {cases} END "
-                f"WHERE {col} IN ({placeholders})"
-            )
-            self.add("map", self.db.cursor().mogrify(sql, [*params, *mapping]).decode())
+        if not mapping:
+            return None
+        cases = " ".join("WHEN %s THEN %s" for _ in mapping)
+        params: list[str] = []
+        for old, new in mapping.items():
+            params += [old, new]
+        expression = f"CASE {col} {cases} ELSE {col} END"
+        return self.db.cursor().mogrify(expression, params).decode()
 
     def _indexes(self, have: _Table, want: _Table) -> None:
         table = want.name
@@ -781,6 +789,8 @@ class _Planner:
                     self.change("foreign_key", where, f"constraint {current_name} renamed {name}")
                 continue
             previous = live_definitions.get(columns)
+            if previous is None:
+                self._check_orphans(table, columns, definition)
             if previous is not None:
                 self.add(
                     "drop_fk",
@@ -804,6 +814,25 @@ class _Planner:
                     f"{table}.{', '.join(columns)}",
                     f"{name} dropped: atb has no foreign key here ({definition})",
                 )
+
+    def _check_orphans(self, table: str, columns: tuple[str, ...], definition: str) -> None:
+        """Rows a new foreign key would reject (the database had none on these columns)."""
+        match = re.search(r"REFERENCES (?:[^.(]+\.)?([^(]+)\(([^)]+)\)", definition)
+        if not match or len(columns) != 1 or match[1].strip('"') not in self.live:
+            return
+        parent, ref = match[1].strip('"'), match[2].strip('"')
+        col = _q(columns[0])
+        count, examples = self.rows(
+            f"SELECT count(*), (array_agg(DISTINCT c.{col}::text))[1:{EXAMPLES}] "
+            f"FROM {self.qualified(table)} c WHERE c.{col} IS NOT NULL AND NOT EXISTS "
+            f"(SELECT 1 FROM {self.qualified(parent)} p WHERE p.{_q(ref)} = c.{col})"
+        )[0]
+        if count:
+            self.problem(
+                f"{table}.{columns[0]}",
+                f"{count} row(s) reference missing {parent}.{ref} values (e.g. "
+                f"{', '.join(examples)}); atb adds a foreign key here: delete or fix them first",
+            )
 
     def _unqualify(self, definition: str) -> str:
         return definition.replace(f"{_q(self.schema)}.", "")
@@ -933,18 +962,10 @@ def adopt_database(
 
 
 def _execute(db: pw.Database, plan: AdoptPlan) -> None:
-    phases = plan._phases
-    for sql in phases.get("drop_fk", []):
-        db.execute_sql(sql)
-    for sql in phases.get("drop_index", []):
-        db.execute_sql(sql)
-    for sql in phases.get("create_table", []):
-        db.execute_sql(sql)
-    for sql in phases.get("drop_fk_moved", []):
-        db.execute_sql(sql)
-    db.execute_sql(f"DROP SCHEMA {_q(SCRATCH_SCHEMA)} CASCADE")
-    for phase in ("map", "alter", "rename", "add_index", "add_fk"):
-        for sql in phases.get(phase, []):
+    """Run the plan's statements phase by phase; the scratch schema goes once the tables atb
+    lacked were moved out of it (and their foreign keys to it dropped)."""
+    for phase in _PHASES:
+        for sql in plan._phases.get(phase, []):
             try:
                 db.execute_sql(sql)
             except pw.PeeweeException as exc:
@@ -952,6 +973,8 @@ def _execute(db: pw.Database, plan: AdoptPlan) -> None:
                 raise MigrationError(
                     f"adopt failed, nothing was changed: {first} (while running: {sql[:200]})"
                 ) from exc
+        if phase == "drop_fk_moved":
+            db.execute_sql(f"DROP SCHEMA {_q(SCRATCH_SCHEMA)} CASCADE")
 
 
 def _record_initial(db: pw.Database, directory: Path | None) -> None:
