@@ -975,6 +975,9 @@ def adopt_command(
             f"adopted in {result.duration_s:.1f} s: {len(result.plan.changes)} change(s); "
             f"{', '.join(result.applied)} recorded as applied"
         )
+        for change in result.plan.changes:
+            if change not in found.changes:  # after the later migrations ran
+                click.echo(f"  also: {change}")
         if report.ok:
             click.echo(f"verify: ok ({len(report.tables)} tables)")
         else:

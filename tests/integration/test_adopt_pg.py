@@ -494,9 +494,9 @@ def test_later_migrations_are_applied_in_the_same_adopt(legacy_url, tmp_path: Pa
     shutil.copytree(migrations_dir(), folder, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "099_test_index.py").write_text(
         "def migrate(migrator, database, *, fake=False):\n"
-        "    migrator.add_index('trades', 'symbol', 'entry_time')\n\n"
+        "    migrator.add_index('trades', 'entry_time')\n\n"
         "def rollback(migrator, database, *, fake=False):\n"
-        "    migrator.drop_index('trades', 'trades_symbol_entry_time')\n",
+        "    migrator.drop_index('trades', 'trades_entry_time')\n",
         encoding="utf-8",
     )
     env = {"ATB_MIGRATIONS_DIR": str(folder)}
@@ -507,6 +507,14 @@ def test_later_migrations_are_applied_in_the_same_adopt(legacy_url, tmp_path: Pa
     assert "001_initial, 099_test_index recorded as applied" in result.output
     status = atb_db("status", "--url", legacy_url, env=env)
     assert status.exit_code == 0 and "[x] 099_test_index" in status.output
+    # the later migration's index replaces the earlier layer's copy: no duplicate is left
+    indexes = execute_sql(
+        legacy_url,
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'trades' "
+        "AND indexdef LIKE '%(entry_time)'",
+    )
+    assert indexes == [("trades_entry_time",)]
+    assert "index ix_trades_entry_time dropped (duplicates trades_entry_time" in result.output
     assert execute_sql(legacy_url, "SELECT name FROM migratehistory ORDER BY id") == [
         ("001_initial",), ("099_test_index",),
     ]  # fmt: skip

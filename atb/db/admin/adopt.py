@@ -331,6 +331,7 @@ class AdoptPlan:
     problems: list[Problem] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # what stays untouched, as sentences
     later_migrations: list[str] = field(default_factory=list)
+    kept_indexes: list[tuple[str, str]] = field(default_factory=list)  # (table, index)
     duration_s: float = 0.0
     _phases: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
@@ -750,6 +751,7 @@ class _Planner:
                 drops.append(ix)
             else:
                 seen.add(signature)
+                self.plan.kept_indexes.append((table, ix.name))
                 self.plan.kept.append(
                     f"{table}: index {ix.name} on ({', '.join(ix.columns)}) is not atb's, kept"
                 )
@@ -953,7 +955,10 @@ def adopt_database(
                     db.execute_sql(
                         f"COMMENT ON TABLE {_q(ALEMBIC_TABLE)} IS %s", (ADOPTED_COMMENT,)
                     )
-                applied += migrate._apply(db, directory, fake=False)
+                later = migrate._apply(db, directory, fake=False)
+                applied += later
+                if later:
+                    _drop_new_duplicates(db, plan)
                 if before_commit is not None:
                     before_commit()
         finally:
@@ -975,6 +980,39 @@ def _execute(db: pw.Database, plan: AdoptPlan) -> None:
                 ) from exc
         if phase == "drop_fk_moved":
             db.execute_sql(f"DROP SCHEMA {_q(SCRATCH_SCHEMA)} CASCADE")
+
+
+def _drop_new_duplicates(db: pw.Database, plan: AdoptPlan) -> None:
+    """A later migration may have built an index the earlier layer already had under its own
+    name (kept as "not atb's" by the plan): drop the earlier layer's copy."""
+    (schema,) = db.execute_sql("SELECT current_schema()").fetchone()
+    live = _read_schema(db, schema)
+    for table, name in plan.kept_indexes:
+        indexes = live[table].indexes if table in live else []
+        mine = next((ix for ix in indexes if ix.name == name), None)
+        if mine is None or mine.constraint:
+            continue
+        twin = next(
+            (
+                ix
+                for ix in indexes
+                if ix.name != name
+                and ix.columns == mine.columns
+                and ix.unique == mine.unique
+                and not ix.partial
+                and (table, ix.name) not in plan.kept_indexes
+            ),
+            None,
+        )
+        if twin is not None:
+            db.execute_sql(f"DROP INDEX {_q(schema)}.{_q(name)}")
+            plan.changes.append(
+                Change(
+                    "index_drop",
+                    f"{table}({', '.join(mine.columns)})",
+                    f"index {name} dropped (duplicates {twin.name}, built by a later migration)",
+                )
+            )
 
 
 def _record_initial(db: pw.Database, directory: Path | None) -> None:
