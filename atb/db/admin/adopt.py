@@ -123,8 +123,9 @@ def _alembic_state(db: pw.Database) -> tuple[str | None, bool]:
 
 
 def detect_foreign_schema(db: pw.Database | None = None) -> ForeignSchema | None:
-    """Read-only. A `ForeignSchema` when atb's tables exist without atb's migration history, or
-    an `alembic_version` table that adopt did not mark; None for an empty or an atb database."""
+    """Read-only. A `ForeignSchema` when atb's tables exist without atb's migration history
+    table, or an `alembic_version` table that adopt did not mark; None for an empty database
+    or one atb built."""
     from atb.db.connection import borrowed
     from atb.db.models import ALL_MODELS
 
@@ -133,13 +134,17 @@ def detect_foreign_schema(db: pw.Database | None = None) -> ForeignSchema | None
         tables = _table_names(db)
         ours = tuple(m._meta.table_name for m in ALL_MODELS if m._meta.table_name in tables)
         history_rows = 0
-        if migrate.HISTORY_TABLE in tables:
+        has_history = migrate.HISTORY_TABLE in tables
+        if has_history:
             (history_rows,) = db.execute_sql(
                 f'SELECT count(*) FROM "{migrate.HISTORY_TABLE}"'
             ).fetchone()
         has_alembic = ALEMBIC_TABLE in tables
         revision, marked = _alembic_state(db) if has_alembic else (None, False)
-    foreign = (not history_rows and (ours or has_alembic)) or (has_alembic and not marked)
+    # No history table next to atb's table names, or an Alembic stamp adopt did not mark (which
+    # also catches atb migrations recorded over the earlier schema by mistake). An empty history
+    # table next to atb's tables is atb's own, partly migrated database: not foreign.
+    foreign = (not has_history and bool(ours)) or (has_alembic and not marked)
     if not foreign:
         return None
     return ForeignSchema(ours, revision, has_alembic, int(history_rows))
