@@ -602,3 +602,32 @@ def test_missing_tables_are_created_and_unknown_ones_kept(legacy_url) -> None:
     assert atb_db("verify", "--url", legacy_url).exit_code == 0
     namespaces = execute_sql(legacy_url, "SELECT nspname FROM pg_namespace")
     assert ("atb_adopt_target",) not in namespaces
+
+
+def test_a_production_database_needs_allow_production_and_its_name(legacy_url) -> None:
+    env = {"ATB_ENV": "production"}
+    name = parse_url(legacy_url).database
+    before = fingerprint(legacy_url)
+
+    refused = atb_db("adopt", "--url", legacy_url, "--yes", "--no-backup", env=env)
+    assert refused.exit_code == 1 and "production environment" in refused.output
+    yes_only = atb_db(
+        "adopt", "--url", legacy_url, "--allow-production", "--yes", "--no-backup", env=env
+    )
+    assert yes_only.exit_code == 2 and f"--confirm {name}" in yes_only.output
+    wrong = atb_db(
+        "adopt", "--url", legacy_url, "--allow-production", "--confirm", "other", "--no-backup",
+        env=env,
+    )  # fmt: skip
+    assert wrong.exit_code == 1 and "does not match" in wrong.output
+    typed_wrong = atb_db(
+        "adopt", "--url", legacy_url, "--allow-production", "--no-backup", env=env, input="nope\n"
+    )
+    assert typed_wrong.exit_code == 1 and "did not match" in typed_wrong.output
+    assert fingerprint(legacy_url) == before
+
+    typed = atb_db(
+        "adopt", "--url", legacy_url, "--allow-production", "--no-backup", env=env,
+        input=f"{name}\n",
+    )  # fmt: skip
+    assert typed.exit_code == 0, typed.output
