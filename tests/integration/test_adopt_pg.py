@@ -108,19 +108,32 @@ def test_atb_tables_without_history_or_alembic_are_refused(make_pg_database) -> 
 
 
 def test_a_database_migrated_over_by_mistake_is_refused_and_adoptable(legacy_url) -> None:
-    """What the buggy `atb db migrate` left: 001 recorded over the legacy tables."""
-    execute_sql(
-        legacy_url,
-        "CREATE TABLE migratehistory (id serial PRIMARY KEY, name varchar(255) NOT NULL, "
-        "migrated_at timestamp NOT NULL DEFAULT now())",
-        "INSERT INTO migratehistory (name) VALUES ('001_initial')",
-    )
+    """What the earlier `atb db migrate` did (peewee-migrate's Router run directly, as before the
+    guard): CREATE TABLE IF NOT EXISTS skipped every table, atb's indexes were added beside the
+    earlier layer's, 001 was recorded. The Alembic stamp still gives it away; adopt repairs it."""
+    from atb.db.migrate import make_router
+
+    db = connection.build_database(settings_for_tests(legacy_url))
+    try:
+        with db.connection_context():
+            assert make_router(db).run() == ["001_initial"]
+    finally:
+        db.close_all()
+    before = snapshot(legacy_url)
     result = atb_db("verify", "--url", legacy_url)
     assert result.exit_code == 1
     assert "recorded over it without converting it" in result.output
 
     assert _adopt(legacy_url).exit_code == 0
     assert atb_db("verify", "--url", legacy_url).exit_code == 0
+    assert snapshot(legacy_url) == before
+    duplicates = execute_sql(
+        legacy_url,
+        "SELECT count(*) FROM (SELECT indrelid, indkey::text, indisunique FROM pg_index "
+        "JOIN pg_class c ON c.oid = indrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' GROUP BY 1, 2, 3 HAVING count(*) > 1) d",
+    )
+    assert duplicates == [(0,)]
 
 
 def test_an_atb_database_is_not_foreign(make_migrated_pg_database) -> None:
