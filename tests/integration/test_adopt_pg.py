@@ -644,3 +644,16 @@ def test_a_production_database_needs_allow_production_and_its_name(legacy_url) -
         input=f"{name}\n",
     )  # fmt: skip
     assert typed.exit_code == 0, typed.output
+
+
+def test_a_schema_with_the_scratch_name_is_never_dropped(legacy_url) -> None:
+    execute_sql(
+        legacy_url,
+        "CREATE SCHEMA atb_adopt_target",
+        "CREATE TABLE atb_adopt_target.precious (id int)",
+        "INSERT INTO atb_adopt_target.precious VALUES (1)",
+    )
+    result = _adopt(legacy_url)
+    assert result.exit_code == 1
+    assert "a schema named atb_adopt_target exists" in result.output
+    assert execute_sql(legacy_url, "SELECT id FROM atb_adopt_target.precious") == [(1,)]

@@ -859,7 +859,15 @@ def _build_target(db: pw.Database, directory: Path | None) -> dict[str, _Table]:
     names = migrate.available_migrations(directory)
     if TARGET_MIGRATION not in names:
         raise MigrationError(f"migration {TARGET_MIGRATION} is missing from the migration folder")
-    db.execute_sql(f"DROP SCHEMA IF EXISTS {_q(SCRATCH_SCHEMA)} CASCADE")
+    # Never ours to drop if it exists: adopt's own scratch schema only lives inside its
+    # transaction, so one that exists belongs to somebody else.
+    if db.execute_sql(
+        "SELECT 1 FROM pg_namespace WHERE nspname = %s", (SCRATCH_SCHEMA,)
+    ).fetchone():
+        raise MigrationError(
+            f"a schema named {SCRATCH_SCHEMA} exists; adopt builds atb's target schema under that "
+            "name for a moment: rename that schema first (nothing was changed)"
+        )
     db.execute_sql(f"CREATE SCHEMA {_q(SCRATCH_SCHEMA)}")
     (search_path,) = db.execute_sql("SELECT current_setting('search_path')").fetchone()
     db.execute_sql("SELECT set_config('search_path', %s, true)", (_q(SCRATCH_SCHEMA),))
