@@ -57,3 +57,31 @@ def private_server():
     finally:
         local.stop(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(make_pg_database: Callable[..., str]) -> str:
+    """The run's PostgreSQL database (atb.testing's), or with ATB_TEST_ADOPTED_DATABASE=1 one
+    that `atb db adopt` converted from the earlier layer's schema, emptied afterwards: the
+    manager tests then prove every DatabaseManager method works on an adopted schema."""
+    import os
+
+    from atb.testing import migrate_to_head
+
+    url = make_pg_database()
+    if os.environ.get("ATB_TEST_ADOPTED_DATABASE") != "1":
+        return migrate_to_head(url)
+    from legacy_data import load_legacy
+
+    from atb.db.admin.adopt import adopt_database
+    from atb.testing import settings_for_tests, truncate_all
+
+    load_legacy(url)
+    db = connection.build_database(settings_for_tests(url))
+    try:
+        adopt_database(db)
+        with db.connection_context():
+            truncate_all(db)
+    finally:
+        db.close_all()
+    return url
