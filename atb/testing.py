@@ -130,7 +130,7 @@ def bind_sqlite(name: str | None = None) -> pw.SqliteDatabase:
     db = pw.SqliteDatabase(
         f"file:{name}?mode=memory&cache=shared", uri=True, pragmas={"foreign_keys": 1}
     )
-    connection.bind(db)
+    connection.bind(db, replace=True)
     db.connect()
     apply_pending_migrations(db=db)
     return db
@@ -208,7 +208,7 @@ def truncate_all(db: pw.Database) -> None:
 @pytest.fixture
 def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
     """The run's PostgreSQL database bound to the proxy for one test, emptied afterwards."""
-    db = connection.connect(settings=settings_for_tests(pg_database_url))
+    db = connection.connect(settings=settings_for_tests(pg_database_url), replace=True)
     try:
         yield db  # type: ignore[misc]
     finally:
@@ -271,7 +271,15 @@ def _unprivileged_account(socket_dir: str | None) -> tuple[int, int] | None:
 class PgBouncer:
     """A pgbouncer process on 127.0.0.1 forwarding every database to one server (trust auth)."""
 
-    def __init__(self, server_url: str, pool_mode: str, workdir: str, *, pool_size: int = 2):
+    def __init__(
+        self,
+        server_url: str,
+        pool_mode: str,
+        workdir: str,
+        *,
+        pool_size: int = 2,
+        max_client_conn: int = 50,
+    ):
         self.server = parse_url(server_url)
         self.pool_mode = pool_mode
         self.workdir = workdir
@@ -296,7 +304,7 @@ class PgBouncer:
                 f"auth_file = {os.path.join(workdir, 'userlist.txt')}\n"
                 f"pool_mode = {pool_mode}\n"
                 f"default_pool_size = {pool_size}\n"
-                "max_client_conn = 50\n"
+                f"max_client_conn = {max_client_conn}\n"
                 f"logfile = {self._log}\n"
                 f"pidfile = {os.path.join(workdir, 'pgbouncer.pid')}\n"
             )
@@ -355,7 +363,8 @@ class PgBouncer:
 
 @pytest.fixture(scope="session")
 def make_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
-    """Factory: `make_pgbouncer("transaction")` starts a pgbouncer in front of the test server.
+    """Factory: `make_pgbouncer("transaction")` starts a pgbouncer in front of the test server
+    (or in front of `server_url=`, e.g. a dead port, to see the bouncer's own errors).
 
     Its files live in a /tmp folder of their own (pytest's tmp dirs are private to root, and
     pgbouncer runs unprivileged)."""
@@ -364,10 +373,22 @@ def make_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
 
     started: list[PgBouncer] = []
 
-    def make(pool_mode: str = "transaction", *, pool_size: int = 2) -> PgBouncer:
+    def make(
+        pool_mode: str = "transaction",
+        *,
+        pool_size: int = 2,
+        max_client_conn: int = 50,
+        server_url: str | None = None,
+    ) -> PgBouncer:
         pgbouncer_binary()
         workdir = tempfile.mkdtemp(prefix=f"atb_pgbouncer_{pool_mode}_")
-        bouncer = PgBouncer(pg_server_url, pool_mode, workdir, pool_size=pool_size).start()
+        bouncer = PgBouncer(
+            server_url or pg_server_url,
+            pool_mode,
+            workdir,
+            pool_size=pool_size,
+            max_client_conn=max_client_conn,
+        ).start()
         started.append(bouncer)
         return bouncer
 

@@ -15,18 +15,18 @@ run on PostgreSQL and SQLite:
 import peewee as pw
 from peewee_migrate import Migrator
 
-from atb.db import codegen
+from atb.db import migration_ops
 
 
 def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
     """Apply this migration."""
     migrator.add_index('trades', 'symbol', 'entry_time')
-    codegen.drop_index(migrator, 'trades', 'symbol')
-    codegen.add_partial_index(migrator, 'positions', 'entry_time', 'id', where=pw.SQL("status = 'OPEN'"))
+    migration_ops.drop_index(migrator, 'trades', 'symbol')
+    migration_ops.add_partial_index(migrator, 'positions', 'entry_time', 'id', where=pw.SQL("status = 'OPEN'"))
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
     """Undo this migration."""
-    codegen.drop_index(migrator, 'positions', 'entry_time', 'id')
+    migration_ops.drop_index(migrator, 'positions', 'entry_time', 'id')
     migrator.add_index('trades', 'symbol')
-    codegen.drop_index(migrator, 'trades', 'symbol', 'entry_time')
+    migration_ops.drop_index(migrator, 'trades', 'symbol', 'entry_time')

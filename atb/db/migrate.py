@@ -142,6 +142,7 @@ def apply_pending_migrations(
 
 
 def _apply(db: pw.Database, directory: Path | None, fake: bool) -> list[str]:
+    refuse_foreign_schema(db)  # before the Router, which creates the history table on access
     state = migration_state(db, directory)
     if state.unknown:
         raise MigrationError(
@@ -231,10 +232,19 @@ def schema_is_empty(db: pw.Database | None = None) -> bool:
     return not (tables & ours)
 
 
+def refuse_foreign_schema(db: pw.Database | None = None) -> None:
+    """Raise `ForeignSchemaError` when the database holds the earlier layer's tables (not atb's):
+    nothing may be built over them until `atb db adopt` converted them."""
+    from .admin.adopt import refuse_foreign_schema as refuse
+
+    refuse(db)
+
+
 def ensure_schema(apply: bool | None = None) -> list[str]:
     """Bring the schema to head: always when `apply`, only on an empty database when None."""
     if apply is False:
         return []
+    refuse_foreign_schema()
     if apply is None and not schema_is_empty():
         state = migration_state()
         if state.pending:
