@@ -29,6 +29,9 @@ T = TypeVar("T")
 SEVERITIES = ("info", "warning", "error", "critical")
 EVENT_TYPES = tuple(kind.value for kind in EventType)
 EQUITY_BUCKETS = 400
+# Above this many snapshots a session's curve is sampled (see equity_curve).
+FULL_RESOLUTION_LIMIT = 100_000
+SAMPLE_PER_BUCKET_END = 60
 
 
 def dashboard_read(work: Callable[[], T]) -> T:
@@ -186,7 +189,31 @@ def sessions_page(**paging: Any) -> Page:
     return dashboard_read(lambda: keyset_page(SESSIONS, TradingSession.select(), **paging))
 
 
-def trades_page(session_id: int, **paging: Any) -> Page:
+# Sorts no index serves: a session with more trades than this offers only the indexed ones
+# (exit and entry time), so its page never sorts a million rows.
+UNINDEXED_TRADE_SORTS = ("pnl", "symbol")
+UNINDEXED_SORT_LIMIT = 100_000
+
+
+def trade_sorts(session_id: int) -> tuple[str, ...]:
+    """The trade columns this session's table may be sorted by (see UNINDEXED_SORT_LIMIT)."""
+    counted = dashboard_read(
+        lambda: (
+            Trade.select(Trade.id)
+            .where(Trade.session == session_id)
+            .limit(UNINDEXED_SORT_LIMIT + 1)
+            .count()
+        )
+    )
+    if counted <= UNINDEXED_SORT_LIMIT:
+        return TRADES.sortable
+    return tuple(name for name in TRADES.sortable if name not in UNINDEXED_TRADE_SORTS)
+
+
+def trades_page(session_id: int, *, sortable: Sequence[str] | None = None, **paging: Any) -> Page:
+    """A page of the session's trades (newest exit first by default)."""
+    if sortable is not None and paging.get("sort") not in sortable:
+        paging["sort"] = None
     query = Trade.select().where(Trade.session == session_id)
     return dashboard_read(lambda: keyset_page(TRADES, query, **paging))
 
@@ -335,6 +362,37 @@ ORDER BY b.bucket
 """
 
 
+# PostgreSQL, long sessions: bucket i spans [first + i·width, first + (i+1)·width), the last
+# one open-ended; each is summarised from its first and last {p}(h) snapshots.
+_SAMPLED_EQUITY_SQL = """
+SELECT g.i, s.n, s.low, s.high, s.first_ts, s.last_ts, s.first_eq, s.last_eq
+FROM generate_series(0, {p}) AS g(i)
+CROSS JOIN LATERAL (
+    SELECT {p}::timestamptz + g.i * w.seconds * INTERVAL '1 second' AS lo,
+           CASE WHEN g.i = {p} THEN 'infinity'::timestamptz
+                ELSE {p}::timestamptz + (g.i + 1) * w.seconds * INTERVAL '1 second' END AS hi
+    FROM (SELECT CAST({p} AS double precision) AS seconds) AS w
+) AS b
+CROSS JOIN LATERAL (
+    SELECT COUNT(*) AS n, MIN(e.equity) AS low, MAX(e.equity) AS high,
+           MIN(e.ts) AS first_ts, MAX(e.ts) AS last_ts,
+           (ARRAY_AGG(e.equity ORDER BY e.ts, e.id))[1] AS first_eq,
+           (ARRAY_AGG(e.equity ORDER BY e.ts DESC, e.id DESC))[1] AS last_eq
+    FROM (
+        (SELECT "timestamp" AS ts, id, equity FROM account_history
+         WHERE session_id = {p} AND "timestamp" >= b.lo AND "timestamp" < b.hi
+         ORDER BY "timestamp" LIMIT {p})
+        UNION
+        (SELECT "timestamp" AS ts, id, equity FROM account_history
+         WHERE session_id = {p} AND "timestamp" >= b.lo AND "timestamp" < b.hi
+         ORDER BY "timestamp" DESC LIMIT {p})
+    ) AS e
+) AS s
+WHERE s.n > 0
+ORDER BY g.i
+"""
+
+
 def _equity_sql(postgres: bool, placeholder: str) -> str:
     seconds = _SECONDS_SINCE[postgres]
     least = "LEAST" if postgres else "MIN"  # SQLite's scalar MIN(a, b)
@@ -342,49 +400,72 @@ def _equity_sql(postgres: bool, placeholder: str) -> str:
     return sql.replace("{p}", placeholder)
 
 
-def equity_curve(session_id: int, buckets: int = EQUITY_BUCKETS) -> list[EquityBucket]:
-    """The session's equity downsampled in SQL to at most `buckets` time buckets, oldest first."""
+@dataclass(frozen=True)
+class EquityCurve:
+    """The downsampled curve, how many snapshots it summarises, and whether it is sampled."""
 
-    def work() -> list[EquityBucket]:
+    buckets: list[EquityBucket]
+    snapshots: int  # exact up to FULL_RESOLUTION_LIMIT, else FULL_RESOLUTION_LIMIT + 1
+    sampled: bool
+
+    @property
+    def points(self) -> int:
+        return len(self.buckets)
+
+
+def _bucket(row: Sequence[Any]) -> EquityBucket:
+    _index, n, low, high, first_ts, last_ts, first_eq, last_eq = row
+    ts, money = AccountHistory.timestamp, AccountHistory.equity
+    return EquityBucket(
+        start=ts.python_value(first_ts), end=ts.python_value(last_ts), count=int(n),
+        low=money.python_value(low), high=money.python_value(high),
+        first=money.python_value(first_eq), last=money.python_value(last_eq),
+    )  # fmt: skip
+
+
+def equity_curve(session_id: int, buckets: int = EQUITY_BUCKETS) -> EquityCurve:
+    """The session's equity downsampled in SQL to at most `buckets` time buckets, oldest first.
+
+    Up to FULL_RESOLUTION_LIMIT snapshots every snapshot counts (one aggregate); above it, on
+    PostgreSQL, each bucket is summarised from its first and last SAMPLE_PER_BUCKET_END
+    snapshots (two index range scans per bucket), so the cost stays bounded however long the
+    session ran: first and last values stay exact, the band may miss a spike mid-bucket.
+    """
+
+    def work() -> EquityCurve:
         db = connection.bound_database()
+        mine = AccountHistory.session == session_id
         span = (
             AccountHistory.select(
                 pw.fn.MIN(AccountHistory.timestamp), pw.fn.MAX(AccountHistory.timestamp)
             )
-            .where(AccountHistory.session == session_id)
+            .where(mine)
             .tuples()
             .first()
         )
         if not span or span[0] is None:
-            return []
+            return EquityCurve([], 0, sampled=False)
         first = AccountHistory.timestamp.python_value(span[0])
         last = AccountHistory.timestamp.python_value(span[1])
         width = max((last - first).total_seconds() / buckets, 1e-6)
-        sql = _equity_sql(connection.is_postgres(db), db.param)
-        params = [
-            session_id,
-            session_id,
-            AccountHistory.timestamp.db_value(first),
-            width,
-            buckets - 1,
-            session_id,
-        ]
-        out = []
-        for _bucket, n, low, high, first_ts, last_ts, first_eq, last_eq in db.execute_sql(
-            sql, params
-        ).fetchall():
-            out.append(
-                EquityBucket(
-                    start=AccountHistory.timestamp.python_value(first_ts),
-                    end=AccountHistory.timestamp.python_value(last_ts),
-                    count=int(n),
-                    low=AccountHistory.equity.python_value(low),
-                    high=AccountHistory.equity.python_value(high),
-                    first=AccountHistory.equity.python_value(first_eq),
-                    last=AccountHistory.equity.python_value(last_eq),
-                )
-            )
-        return out
+        start = AccountHistory.timestamp.db_value(first)
+        postgres = connection.is_postgres(db)
+        counted = (
+            AccountHistory.select(AccountHistory.id)
+            .where(mine)
+            .limit(FULL_RESOLUTION_LIMIT + 1)
+            .count()
+        )
+        sampled = postgres and counted > FULL_RESOLUTION_LIMIT
+        if sampled:
+            sql = _SAMPLED_EQUITY_SQL.replace("{p}", db.param)
+            h = SAMPLE_PER_BUCKET_END
+            params = [buckets - 1, start, buckets - 1, start, width, session_id, h, session_id, h]
+        else:
+            sql = _equity_sql(postgres, db.param)
+            params = [session_id, session_id, start, width, buckets - 1, session_id]
+        rows = db.execute_sql(sql, params).fetchall()
+        return EquityCurve([_bucket(row) for row in rows], counted, sampled=sampled)
 
     return dashboard_read(work)
 

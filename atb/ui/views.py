@@ -93,18 +93,19 @@ def session_detail(session_id: int) -> Any:
         abort(404, description=f"there is no trading session {session_id}")
     size = max(_state().config.page_size // 2, 10)
     curve = queries.equity_curve(session_id)
-    drawdowns = queries.drawdowns(curve)
+    drawdowns = queries.drawdowns(curve.buckets)
+    sorts = queries.trade_sorts(session_id)
     return render_template(
         "session.html",
         session=session,
         figures=_state().figures.figures(session),
-        equity_svg=chart.equity_svg(curve),
-        drawdown_svg=chart.drawdown_svg(curve, drawdowns),
-        snapshots=sum(bucket.count for bucket in curve),
-        trades=queries.trades_page(session_id, **_paging("t_"), limit=size),
+        curve=curve,
+        equity_svg=chart.equity_svg(curve.buckets),
+        drawdown_svg=chart.drawdown_svg(curve.buckets, drawdowns),
+        trades=queries.trades_page(session_id, sortable=sorts, **_paging("t_"), limit=size),
         positions=queries.positions_page(session_id, **_paging("p_"), limit=size),
         events=queries.events_page(session_id=session_id, **_paging("e_"), limit=size),
-        trade_columns=queries.TRADES.sortable,
+        trade_columns=sorts,
         position_columns=queries.POSITIONS.sortable,
     )
 

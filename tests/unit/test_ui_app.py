@@ -56,7 +56,7 @@ def test_a_session_page_draws_the_equity_and_drawdown_charts(seeded):
     line = re.search(r'<polyline class="equity" points="([^"]+)"', page).group(1)
     assert len(line.split()) == 7
     assert 'id="drawdown-chart"' in page and "deepest 20.00%" in page
-    assert "7 account snapshots" in page
+    assert "7 account snapshots in 7 time buckets" in page
 
 
 def test_numbers_are_shown_exactly_as_stored(seeded):
@@ -157,8 +157,9 @@ def test_the_equity_curve_is_downsampled_in_sql(backend):
             balance=1000 + i, equity=Decimal(1000 + (i % 37)), total_pnl=0, open_positions=0,
             total_exposure=0, drawdown=0, session_id=sid, timestamp=T0 + dt.timedelta(minutes=i),
         )  # fmt: skip
-    curve = queries.equity_curve(sid, buckets=20)
-    assert 1 < len(curve) <= 20
+    result = queries.equity_curve(sid, buckets=20)
+    curve = result.buckets
+    assert 1 < len(curve) <= 20 and result.snapshots == 300 and not result.sampled
     assert sum(b.count for b in curve) == 300
     assert min(b.low for b in curve) == Decimal(1000) and max(b.high for b in curve) == 1036
     assert curve[-1].last == Decimal(1000 + 299 % 37)
@@ -333,3 +334,32 @@ def test_the_cli_refuses_with_one_clear_line(monkeypatch):
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: refusing to start:")
     assert "ATB_UI_PASSWORD" in lines[0]
+
+
+@pytest.mark.postgres
+def test_a_long_session_is_sampled_at_both_ends_of_each_bucket(pg_db, monkeypatch):
+    from atb.db.manager import DatabaseManager
+
+    manager = DatabaseManager(database=pg_db, apply_migrations=False)
+    monkeypatch.setattr(queries, "FULL_RESOLUTION_LIMIT", 100)
+    monkeypatch.setattr(queries, "SAMPLE_PER_BUCKET_END", 3)
+    sid = manager.create_trading_session("s", "BTCUSDT", "1m", "paper", 1000)
+    for i in range(400):
+        manager.log_account_snapshot(
+            balance=1000, equity=Decimal(1000 + i), total_pnl=0, open_positions=0,
+            total_exposure=0, drawdown=0, session_id=sid, timestamp=T0 + dt.timedelta(minutes=i),
+        )  # fmt: skip
+    result = queries.equity_curve(sid, buckets=10)
+    assert result.sampled and result.snapshots == 101 and len(result.buckets) == 10
+    assert all(b.count == 6 for b in result.buckets)  # 3 at each end of 40 per bucket
+    assert result.buckets[0].first == 1000 and result.buckets[-1].last == 1399
+    assert [b.first for b in result.buckets] == [Decimal(1000 + 40 * k) for k in range(10)]
+
+
+def test_a_session_too_large_for_unindexed_sorts_offers_only_the_indexed_ones(backend, monkeypatch):
+    sid = seed(backend, trades=5)["running"]
+    monkeypatch.setattr(queries, "UNINDEXED_SORT_LIMIT", 3)
+    assert queries.trade_sorts(sid) == ("exit", "entry")
+    page = html(make_app(backend).test_client().get(f"/sessions/{sid}?t_sort=pnl"))
+    assert 'title="not sortable in a session this large">P&amp;L</th>' in page
+    assert re.search(r'<th class="sorted"><a [^>]*>Exit ▼', page)  # fell back to the default
