@@ -67,3 +67,64 @@ def log_in(client, password: str = PASSWORD):
     return client.post(
         "/login", data={"csrf_token": token, "password": password, "next": "/sessions"}
     )
+
+
+# ---- a real browser -------------------------------------------------------------------------
+
+CHROMIUM_INSTALL_HINT = "install Chromium and its driver for the browser tests: apt-get install chromium chromium-driver"
+
+
+def chromium_binaries() -> tuple[str, str]:
+    """(chromium, chromedriver) from the Debian packages; fails the test (never skips) with the
+    install hint when either is missing."""
+    import os
+    import shutil
+
+    import pytest
+
+    def find(names: tuple[str, ...], paths: tuple[str, ...]) -> str | None:
+        for name in names:
+            if found := shutil.which(name):
+                return found
+        return next((p for p in paths if os.access(p, os.X_OK)), None)
+
+    browser = find(
+        ("chromium", "chromium-browser"), ("/usr/bin/chromium", "/usr/lib/chromium/chromium")
+    )
+    driver = find(("chromedriver",), ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"))
+    if not browser or not driver:
+        pytest.fail(CHROMIUM_INSTALL_HINT, pytrace=False)
+    return browser, driver
+
+
+def headless_chromium(width: int = 1280, height: int = 1400):
+    """A Selenium driver for the system Chromium (no browser download, no Selenium Manager)."""
+    import os
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, driver = chromium_binaries()
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--disable-gpu", "--disable-dev-shm-usage",
+                 f"--window-size={width},{height}", "--disable-extensions"):  # fmt: skip
+        options.add_argument(flag)
+    if os.geteuid() == 0:  # Chromium's sandbox refuses to run as root
+        options.add_argument("--no-sandbox")
+    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+
+
+def png_colours(png: bytes) -> int:
+    """How many distinct byte values the image's pixel data holds (1-2 for a blank image)."""
+    import struct
+    import zlib
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    data, pos = b"", 8
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        if kind == b"IDAT":
+            data += png[pos + 8 : pos + 8 + length]
+        pos += 12 + length
+    return len(set(zlib.decompress(data)))
