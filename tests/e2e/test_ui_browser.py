@@ -227,3 +227,33 @@ def test_health_answers_without_a_login(live_ui):
     with urllib.request.urlopen(f"{base}/health", timeout=10) as response:
         body = json.loads(response.read())
     assert response.status == 200 and body["ok"] is True
+
+
+def test_the_cli_serves_on_the_port_railway_gives_it(pg_database_url):
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PORT": str(port), "ATB_UI_PASSWORD": PASSWORD}
+    command = [sys.executable, "-m", "atb", "db", "ui", "--url", pg_database_url]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, body = time.monotonic() + 30, None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    body = json.loads(r.read())
+            except OSError:
+                assert process.poll() is None, process.stdout.read().decode()
+                time.sleep(0.2)
+        assert body is not None and body["ok"] is True
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=15)[0].decode()
+    assert f"atb UI on http://127.0.0.1:{port} (password required)" in output
+    assert PASSWORD not in output

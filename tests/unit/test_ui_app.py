@@ -363,3 +363,35 @@ def test_a_session_too_large_for_unindexed_sorts_offers_only_the_indexed_ones(ba
     page = html(make_app(backend).test_client().get(f"/sessions/{sid}?t_sort=pnl"))
     assert 'title="not sortable in a session this large">P&amp;L</th>' in page
     assert re.search(r'<th class="sorted"><a [^>]*>Exit ▼', page)  # fell back to the default
+
+
+# ---- packaging ------------------------------------------------------------------------------
+
+
+def test_atb_starts_without_importing_the_ui_extra():
+    import subprocess
+    import sys
+
+    code = "import sys, atb.cli; print('flask' in sys.modules, 'waitress' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+def test_without_the_extra_the_command_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "atb.ui.server", None)  # import fails as if not installed
+    result = CliRunner().invoke(cli, ["db", "ui"])
+    assert result.exit_code == 1 and "pip install 'atb[ui]'" in result.output
+
+
+def test_a_missing_browser_fails_with_the_install_line(monkeypatch):
+    import os
+    import shutil
+
+    import ui_helpers
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(pytest.fail.Exception, match="apt-get install chromium chromium-driver"):
+        ui_helpers.chromium_binaries()
