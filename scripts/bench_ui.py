@@ -194,7 +194,7 @@ def main() -> int:
         )
         pages = [
             ("sessions list", "/sessions"),
-            ("sessions list, page 2", f"/sessions?after={SESSIONS - 49}"),
+            ("sessions list, by strategy", "/sessions?sort=strategy"),
             ("session (900k trades/snapshots)", "/sessions/1"),
             ("  same, pnl sort asked (not offered)", "/sessions/1?t_sort=pnl"),
             ("  same, a deep trades page", f"/sessions/1?t_after={deep_trade}"),

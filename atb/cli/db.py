@@ -182,6 +182,9 @@ def ui_command(host: str, port: int | None, url: str | None) -> None:
       atb db ui                                  # http://127.0.0.1:8000, local database
       ATB_UI_PASSWORD=... atb db ui --host 0.0.0.0   # Railway start command (PORT honoured)
     """
+    import contextlib
+    import signal
+
     try:
         from atb.ui.config import UiConfig
         from atb.ui.server import serve
@@ -197,11 +200,21 @@ def ui_command(host: str, port: int | None, url: str | None) -> None:
     connection.disconnect()  # serve() binds its own manager
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
     login = "password required" if config.login_required else "no login (loopback only)"
-    serve(
-        config,
-        url,
-        ready=lambda address: click.echo(f"atb UI on {address} ({login}); Ctrl-C stops it"),
-    )
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt()
+
+    with contextlib.suppress(ValueError):  # not the main thread: no handler to install
+        signal.signal(signal.SIGTERM, stop)  # Railway stops a deploy with SIGTERM
+    try:
+        serve(
+            config,
+            url,
+            ready=lambda address: click.echo(f"atb UI on {address} ({login}); Ctrl-C stops it"),
+        )
+    except KeyboardInterrupt:
+        pass  # waitress itself swallows the interrupt and returns; either way we are done
+    click.echo("atb UI stopped")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -256,4 +256,5 @@ def test_the_cli_serves_on_the_port_railway_gives_it(pg_database_url):
         process.terminate()
         output = process.communicate(timeout=15)[0].decode()
     assert f"atb UI on http://127.0.0.1:{port} (password required)" in output
+    assert "atb UI stopped" in output and process.returncode == 0
     assert PASSWORD not in output
