@@ -32,14 +32,15 @@ def serve(
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
-    # Railway's edge is the only proxy in front; elsewhere nothing is trusted.
+    # Elsewhere X-Forwarded-* headers are dropped; on Railway its edge proxy sets them and the
+    # app's ProxyFix trusts exactly one hop (client address for the login limit, the scheme).
     server = create_server(
         app,
         host=config.host,
         port=config.port,
         threads=THREADS,
         ident="atb",
-        clear_untrusted_proxy_headers=True,
+        clear_untrusted_proxy_headers=not config.on_railway,
     )
     address = f"http://{_display_host(config.host)}:{server.effective_port}"
     if ready is not None:

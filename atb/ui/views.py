@@ -169,7 +169,13 @@ def logout() -> Any:
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site (no scheme, no host, no `//`) may be redirected to."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ch.isspace() or ord(ch) < 32 for ch in target)  # browsers drop tabs: "/\t/evil"
+    ):
         return url_for("ui.sessions")
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

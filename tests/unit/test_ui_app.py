@@ -395,3 +395,40 @@ def test_a_missing_browser_fails_with_the_install_line(monkeypatch):
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(pytest.fail.Exception, match="apt-get install chromium chromium-driver"):
         ui_helpers.chromium_binaries()
+
+
+def test_the_wheel_ships_the_templates_and_the_stylesheet(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(root)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr
+    names = set(zipfile.ZipFile(next(tmp_path.glob("atb-*.whl"))).namelist())
+    assets = {
+        p.relative_to(root).as_posix()
+        for folder in ("templates", "static")
+        for p in (root / "atb" / "ui" / folder).iterdir()
+    }
+    assert assets and assets <= names, assets - names
+
+
+@pytest.mark.parametrize(
+    "target", ["https://evil.example", "//evil.example", "/\t/evil.example", "/\\evil.example"]
+)
+def test_the_login_never_redirects_off_site(locked, target):
+    client, _ = locked
+    import re as _re
+
+    page = client.get("/login").get_data(as_text=True)
+    token = _re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    response = client.post(
+        "/login", data={"csrf_token": token, "password": PASSWORD, "next": target}
+    )
+    assert response.status_code == 302 and response.headers["Location"] == "/sessions"
