@@ -54,8 +54,9 @@ def seed(manager: DatabaseManager, trades: int = 7) -> dict[str, int]:
 
 
 def make_app(manager: DatabaseManager, **config):
-    """The UI app over `manager`; `password=PASSWORD` turns the login on."""
-    return create_app(UiConfig(**config), manager)
+    """The UI app over `manager`; `password=PASSWORD` turns the login on. Figures of running
+    sessions are waited for (a loaded test machine must not see "computing")."""
+    return create_app(UiConfig(**{"figures_wait_s": 30.0, **config}), manager)
 
 
 def log_in(client, password: str = PASSWORD):

@@ -87,7 +87,7 @@ def create_app(config: UiConfig, manager: Any) -> Flask:
         config=config,
         manager=manager,
         limiter=security.LoginLimiter(config.login_attempts, config.login_window_s),
-        figures=FiguresCache(manager),
+        figures=FiguresCache(manager, wait_s=config.figures_wait_s),
     )
     app.jinja_env.filters["num"] = number
     app.jinja_env.filters["ts"] = timestamp

@@ -66,6 +66,8 @@ class UiConfig:
     on_railway: bool = False
     production: bool = False
     page_size: int = 50
+    # How long a page waits for a running session's figures before showing them as computing.
+    figures_wait_s: float = 0.03
 
     @classmethod
     def from_env(

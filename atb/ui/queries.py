@@ -13,8 +13,11 @@ snapshots sends a few hundred rows to Python. That statement is the one hand-wri
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -285,36 +288,75 @@ class SessionFigures:
     win_rate: Any
     max_drawdown: Any
     live: bool  # computed now by get_performance_metrics (active session) vs stored at its end
+    pending: bool = False  # still being computed: the page shows "computing" for now
+
+
+PENDING = SessionFigures(None, None, None, None, live=True, pending=True)
 
 
 class FiguresCache:
-    """get_performance_metrics for active sessions, kept `ttl_s` seconds per session."""
+    """get_performance_metrics for running sessions, computed off the request thread and kept
+    `ttl_s` seconds per session.
 
-    def __init__(self, manager: Any, ttl_s: float = 15.0) -> None:
+    A page waits at most `wait_s` for a session's figures: a running session with a million
+    trades takes over a second to add up, and the page must not. Past the wait the page shows
+    them as being computed (the next view has them); a stale value is shown while it refreshes.
+    """
+
+    def __init__(self, manager: Any, ttl_s: float = 15.0, wait_s: float = 0.03) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self.manager = manager
         self.ttl_s = ttl_s
+        self.wait_s = wait_s
+        self._lock = threading.Lock()
         self._cache: dict[int, tuple[float, SessionFigures]] = {}
+        self._running: dict[int, Future[SessionFigures]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="atb-ui-figures")
 
     def figures(self, session: TradingSession) -> SessionFigures:
-        """Ended sessions: the totals stored when they ended (exact, as stored); active ones:
-        get_performance_metrics over the session's trades and snapshots now."""
+        """Ended sessions: the totals stored when they ended (exact, as stored); running ones:
+        get_performance_metrics over the session's trades and snapshots."""
         if session.end_time is not None and not session.is_active:
             return SessionFigures(
                 session.total_trades, session.total_pnl, session.win_rate, session.max_drawdown,
                 live=False,
             )  # fmt: skip
+        return self.live(session.id)
+
+    def live(self, session_id: int) -> SessionFigures:
         now = time.monotonic()
-        cached = self._cache.get(session.id)
-        if cached is not None and now - cached[0] < self.ttl_s:
-            return cached[1]
-        metrics = self.manager.get_performance_metrics(period="all-time", session_id=session.id)
+        with self._lock:
+            cached = self._cache.get(session_id)
+            if cached is not None and now - cached[0] < self.ttl_s:
+                return cached[1]
+            future = self._running.get(session_id)
+            if future is None:
+                future = self._pool.submit(self._compute, session_id)
+                self._running[session_id] = future
+        if cached is not None and not future.done():
+            return cached[1]  # stale while it refreshes
+        try:
+            figures = future.result(timeout=self.wait_s)
+        except FutureTimeout:
+            return PENDING
+        finally:
+            if future.done():
+                with self._lock:
+                    if self._running.get(session_id) is future:
+                        del self._running[session_id]
+        return figures
+
+    def _compute(self, session_id: int) -> SessionFigures:
+        metrics = self.manager.get_performance_metrics(period="all-time", session_id=session_id)
         figures = SessionFigures(
             metrics["total_trades"], metrics["total_pnl"], metrics["win_rate"],
             metrics["max_drawdown"], live=True,
         )  # fmt: skip
-        if len(self._cache) > 1000:
-            self._cache.clear()
-        self._cache[session.id] = (now, figures)
+        with self._lock:
+            if len(self._cache) > 1000:
+                self._cache.clear()
+            self._cache[session_id] = (time.monotonic(), figures)
         return figures
 
 

@@ -32,7 +32,7 @@ def live_ui(make_migrated_pg_database):
     manager = DatabaseManager(database=db, apply_migrations=False)
     ids = seed(manager, trades=30)
     ids["demo"] = demo_session(manager)
-    app = create_app(UiConfig(password=PASSWORD, page_size=20), manager)
+    app = create_app(UiConfig(password=PASSWORD, page_size=20, figures_wait_s=30.0), manager)
     server = create_server(app, host="127.0.0.1", port=0, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

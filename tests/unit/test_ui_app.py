@@ -432,3 +432,29 @@ def test_the_login_never_redirects_off_site(locked, target):
         "/login", data={"csrf_token": token, "password": PASSWORD, "next": target}
     )
     assert response.status_code == 302 and response.headers["Location"] == "/sessions"
+
+
+def test_a_slow_running_session_is_shown_as_computing_then_with_its_figures():
+    import threading
+    import time as _time
+
+    release = threading.Event()
+
+    class SlowManager:
+        calls = 0
+
+        def get_performance_metrics(self, period, session_id):
+            SlowManager.calls += 1
+            release.wait(10)
+            return {"total_trades": 3, "total_pnl": 1.5, "win_rate": 50.0, "max_drawdown": 2.0}
+
+    cache = queries.FiguresCache(SlowManager(), wait_s=0.05)
+    started = _time.monotonic()
+    assert cache.live(7).pending and _time.monotonic() - started < 1
+    assert cache.live(7).pending  # still the same computation, not a second one
+    release.set()
+    deadline = _time.monotonic() + 10
+    while cache.live(7).pending and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    figures = cache.live(7)
+    assert not figures.pending and figures.trades == 3 and SlowManager.calls == 1
