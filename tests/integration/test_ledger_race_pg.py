@@ -41,10 +41,7 @@ def test_concurrent_adjustments_form_one_chain_and_current_is_the_last(pg_databa
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, pg_database_url, str(sid), str(i), str(ADJUSTMENTS)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         for i in range(PROCESSES)
     ]
