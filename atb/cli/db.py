@@ -185,6 +185,8 @@ def ui_command(host: str, port: int | None, url: str | None) -> None:
     import contextlib
     import signal
 
+    from atb.db.errors import DatabaseError
+
     try:
         from atb.ui.config import UiConfig
         from atb.ui.server import serve
@@ -197,8 +199,12 @@ def ui_command(host: str, port: int | None, url: str | None) -> None:
     if problem:
         raise click.ClickException(f"refusing to start: {problem}")
     _, settings = _connect(url)
-    connection.disconnect()  # serve() binds its own manager
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    try:
+        connection.ping()
+    except DatabaseError as exc:  # serve anyway: /health says 503 until the database answers
+        click.echo(f"warning: {redact_url(str(exc))}; /health answers 503 until it does", err=True)
+    connection.disconnect()  # serve() binds its own manager
     login = "password required" if config.login_required else "no login (loopback only)"
 
     def stop(signum: int, frame: object) -> None:

@@ -258,3 +258,36 @@ def test_the_cli_serves_on_the_port_railway_gives_it(pg_database_url):
     assert f"atb UI on http://127.0.0.1:{port} (password required)" in output
     assert "atb UI stopped" in output and process.returncode == 0
     assert PASSWORD not in output
+
+
+def test_the_ui_starts_without_its_database_and_health_says_503():
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port, dead = sock.getsockname()[1], sock.getsockname()[1] + 1
+    url = f"postgresql://atb:hunter2secret@127.0.0.1:{dead}/atb"
+    command = [sys.executable, "-m", "atb", "db", "ui", "--url", url, "--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "ATB_UI_PASSWORD"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, status = time.monotonic() + 30, None
+        while time.monotonic() < deadline and status is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10)
+                status = 200
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                body = exc.read().decode()
+            except OSError:
+                assert process.poll() is None
+                time.sleep(0.2)
+        assert status == 503 and "hunter2" not in body
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=15)[0].decode()
+    assert "warning: cannot reach" in output and "/health answers 503" in output
+    assert "hunter2" not in output
