@@ -458,3 +458,38 @@ def test_a_slow_running_session_is_shown_as_computing_then_with_its_figures():
         _time.sleep(0.01)
     figures = cache.live(7)
     assert not figures.pending and figures.trades == 3 and SlowManager.calls == 1
+
+
+def test_position_pages_keep_open_ones_first_across_pages(backend):
+    from atb.db.models import Position
+
+    sid = backend.create_trading_session("s", "BTCUSDT", "1h", "paper", 1000)
+    for i in range(9):
+        pid = backend.log_position(
+            "BTCUSDT", "long", entry_price="100", size=str(1 + i % 3), strategy_name="s",
+            session_id=sid, entry_time=T0 + dt.timedelta(hours=i),
+        )  # fmt: skip
+        if i % 3 == 0:
+            backend.close_position(pid, exit_price="101")
+    expected = [
+        p.id
+        for p in sorted(
+            Position.select().where(Position.session == sid),
+            key=lambda p: (p.status != "OPEN", -p.entry_time.timestamp(), -p.id),
+        )
+    ]
+    for sort, direction in ((None, None), ("size", "asc")):
+        seen, after = [], None
+        while True:
+            page = queries.positions_page(
+                sid, sort=sort, direction=direction, after=after, before=None, limit=2
+            )
+            seen += [row.id for row in page.rows]
+            if page.next_after is None:
+                break
+            after = page.next_after
+        statuses = [Position.get_by_id(i).status for i in seen]
+        assert sorted(seen) == sorted(expected) and len(seen) == 9
+        assert statuses == sorted(statuses, key=lambda s: s != "OPEN")  # every open one first
+        if sort is None:
+            assert seen == expected
