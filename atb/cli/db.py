@@ -154,6 +154,77 @@ def status_command(url: str | None, as_json: bool) -> None:
         raise SystemExit(1)
 
 
+@db_group.command("ui")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address to listen on; anything but loopback needs ATB_UI_PASSWORD.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Port to listen on (default: $PORT, as Railway sets it, else 8000).",
+)
+@url_option
+@friendly_errors
+def ui_command(host: str, port: int | None, url: str | None) -> None:
+    """Serve a read-only web page: sessions, equity and drawdown, trades, positions, events.
+
+    Needs the extra: pip install 'atb[ui]'. With no password it serves only on loopback
+    (development). ATB_UI_PASSWORD is required on any other address, with ATB_ENV=production
+    and always on Railway; set ATB_UI_SECRET_KEY to keep logins across restarts.
+    GET /health (no login) answers 200 or 503 for a load balancer's health check.
+
+    \b
+    Examples:
+      atb db ui                                  # http://127.0.0.1:8000, local database
+      ATB_UI_PASSWORD=... atb db ui --host 0.0.0.0   # Railway start command (PORT honoured)
+    """
+    import contextlib
+    import signal
+
+    from atb.db.errors import DatabaseError
+
+    try:
+        from atb.ui.config import UiConfig
+        from atb.ui.server import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the UI needs its extra ({exc.name} is missing): pip install 'atb[ui]'"
+        ) from None
+    config = UiConfig.from_env(host=host, port=port)
+    problem = config.startup_problem()
+    if problem:
+        raise click.ClickException(f"refusing to start: {problem}")
+    _, settings = _connect(url)
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    try:
+        connection.ping()
+    except DatabaseError as exc:  # serve anyway: /health says 503 until the database answers
+        click.echo(f"warning: {redact_url(str(exc))}; /health answers 503 until it does", err=True)
+    connection.disconnect()  # serve() binds its own manager
+    login = "password required" if config.login_required else "no login (loopback only)"
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt()
+
+    with contextlib.suppress(ValueError):  # not the main thread: no handler to install
+        signal.signal(signal.SIGTERM, stop)  # Railway stops a deploy with SIGTERM
+    try:
+        serve(
+            config,
+            url,
+            ready=lambda address: click.echo(f"atb UI on {address} ({login}); Ctrl-C stops it"),
+        )
+    except KeyboardInterrupt:
+        pass  # waitress itself swallows the interrupt and returns; either way we are done
+    click.echo("atb UI stopped")
+
+
 # --------------------------------------------------------------------------------------------------
 # Operations: verify, check, makemigrations, backup, restore, nuke, setup-railway, reset-railway.
 # Each command parses flags, calls a function in atb.db.admin, prints; the functions never print.
