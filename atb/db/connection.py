@@ -24,6 +24,7 @@ import psycopg2
 import psycopg2.extensions as pgext
 from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
+from . import jsoncodec
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -207,6 +208,11 @@ _NON_TRANSACTIONAL = re.compile(
 only, so a query that merely mentions e.g. TABLESPACE in a string keeps its timeouts."""
 
 
+_JSONB = pgext.new_type(
+    (3802,), "ATB_JSONB", lambda value, _cursor: None if value is None else jsoncodec.loads(value)
+)
+
+
 class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
     """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
 
@@ -261,6 +267,12 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
             with self._pool_available:
                 self._reserved -= 1
                 self._pool_available.notify_all()
+
+    def _connect(self):
+        conn = super()._connect()
+        # jsonb numbers come back exactly (a Decimal where a float would round), as on SQLite.
+        pgext.register_type(_JSONB, conn)
+        return conn
 
     def begin(self, isolation_level=None):
         if isolation_level is None:

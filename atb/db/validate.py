@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from .enums import OrderStatus, PartialOperationType, PositionSide, TradeSource
 from .errors import ValidationError
 from .fields import MONEY_DIGITS, MONEY_PLACES, as_utc, to_json_safe
+from .jsoncodec import JsonRefused
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -256,7 +257,10 @@ def flag(field: str, value: Any, *, optional: bool = False) -> bool | None:
 
 
 def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
-    """A JSON-safe copy (Decimal → number, NaN/inf → null, datetimes → ISO); None stays SQL NULL."""
+    """A JSON-safe copy (numbers exact, NaN/inf → null, datetimes → ISO); None stays SQL NULL.
+
+    Bytes, arbitrary objects, colliding keys, NUL characters and lone surrogates are refused,
+    naming the path inside the payload (e.g. `details.prices[3]`)."""
     if value is None:
         if optional:
             return None
@@ -265,6 +269,9 @@ def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
         return to_json_safe(value)
     except RecursionError:
         raise ValidationError(field, "is nested too deeply to store as JSON") from None
+    except JsonRefused as refused:
+        where = f"{field}.{refused.path}" if refused.path else field
+        raise ValidationError(where, refused.reason) from None
 
 
 def choice(
