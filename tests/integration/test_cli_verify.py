@@ -15,8 +15,6 @@ from helpers import atb_db, atb_subprocess
 from atb.db import connection
 from atb.testing import execute_sql, settings_for_tests, url_with_database
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def migrated_url(make_migrated_pg_database: Callable[..., str]) -> str:

@@ -22,8 +22,6 @@ from test_cli_backup_restore import backup_of, fingerprint
 
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 HOSTILE = {
     "shell": "\\! touch {marker}\n",
     "shell_mid_line": "SELECT pg_catalog.setval('x', 1) \\! touch {marker}\n",
