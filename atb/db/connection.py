@@ -356,14 +356,14 @@ def connect(
     """Resolve settings (see api.md), bind the proxy, and return the bound database.
 
     Does not open a connection: the pool opens them on first use. With no URL in development the
-    local embedded PostgreSQL is started (or reused).
+    running local embedded PostgreSQL is used; a stopped one stays stopped (`atb db up` starts it).
     """
     global _settings
     settings = settings or DatabaseSettings.from_env(url, allow_sqlite=allow_sqlite)
     if settings.uses_local_server:
         from . import local
 
-        server = local.start()
+        server = local.running()
         settings = settings.with_url(server.url, "local embedded PostgreSQL")
     db = build_database(settings)
     with _state:
