@@ -173,7 +173,9 @@ def settings_for_tests(url: str, **overrides) -> DatabaseSettings:
 
 
 def _new_sqlite(name: str) -> pw.SqliteDatabase:
-    return pw.SqliteDatabase(
+    from atb.db.sqlalchemy_hints import HintedSqliteDatabase
+
+    return HintedSqliteDatabase(
         f"file:{name}?mode=memory&cache=shared", uri=True, pragmas={"foreign_keys": 1}
     )
 

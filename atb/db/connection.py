@@ -32,6 +32,7 @@ from .errors import (
     QueryTimeout,
 )
 from .settings import DatabaseSettings, redact_url
+from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
 
@@ -159,7 +160,7 @@ _NON_TRANSACTIONAL = re.compile(
 )
 
 
-class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
+class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
     """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
 
     Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
@@ -326,7 +327,7 @@ def build_database(settings: DatabaseSettings) -> pw.Database:
             )
         name = parsed.database
         uri = name.startswith("file:")
-        return pw.SqliteDatabase(
+        return HintedSqliteDatabase(
             name,
             uri=uri,
             pragmas={"foreign_keys": 1, "journal_mode": "wal"}
