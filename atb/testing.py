@@ -197,13 +197,8 @@ def _migrated_sqlite_template() -> pw.SqliteDatabase:
     template = _sqlite_templates.get(key)
     if template is None:
         template = _new_sqlite(f"atb_template_{uuid.uuid4().hex}")
-        previous = connection.database.obj
-        connection.bind(template)
-        try:
-            template.connect()
-            apply_pending_migrations(db=template)
-        finally:
-            connection.database.initialize(previous)
+        template.connect()  # migrated through its own handle: the models' binding is untouched
+        apply_pending_migrations(db=template)
         _sqlite_templates[key] = template
     return template
 
@@ -212,7 +207,7 @@ def bind_sqlite(name: str | None = None) -> pw.SqliteDatabase:
     """Bind a fresh shared-cache in-memory SQLite database at head (a copy of the migrated template)."""
     template = _migrated_sqlite_template()
     db = _new_sqlite(name or f"atb_{uuid.uuid4().hex}")
-    connection.bind(db)
+    connection.bind(db, replace=True)
     db.connect()
     # The template's own connection stays open for the run: closing it would free the database.
     template.connection().backup(db.connection())
@@ -291,7 +286,7 @@ def truncate_all(db: pw.Database) -> None:
 @pytest.fixture
 def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
     """The run's PostgreSQL database bound to the proxy for one test, emptied afterwards."""
-    db = connection.connect(settings=settings_for_tests(pg_database_url))
+    db = connection.connect(settings=settings_for_tests(pg_database_url), replace=True)
     try:
         yield db
     finally:
@@ -354,7 +349,15 @@ def _unprivileged_account(socket_dir: str | None) -> tuple[int, int] | None:
 class PgBouncer:
     """A pgbouncer process on 127.0.0.1 forwarding every database to one server (trust auth)."""
 
-    def __init__(self, server_url: str, pool_mode: str, workdir: str, *, pool_size: int = 2):
+    def __init__(
+        self,
+        server_url: str,
+        pool_mode: str,
+        workdir: str,
+        *,
+        pool_size: int = 2,
+        max_client_conn: int = 50,
+    ):
         self.server = parse_url(server_url)
         self.pool_mode = pool_mode
         self.workdir = workdir
@@ -379,7 +382,7 @@ class PgBouncer:
                 f"auth_file = {os.path.join(workdir, 'userlist.txt')}\n"
                 f"pool_mode = {pool_mode}\n"
                 f"default_pool_size = {pool_size}\n"
-                "max_client_conn = 50\n"
+                f"max_client_conn = {max_client_conn}\n"
                 f"logfile = {self._log}\n"
                 f"pidfile = {os.path.join(workdir, 'pgbouncer.pid')}\n"
             )
@@ -438,7 +441,8 @@ class PgBouncer:
 
 @pytest.fixture(scope="session")
 def make_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
-    """Factory: `make_pgbouncer("transaction")` starts a pgbouncer in front of the test server.
+    """Factory: `make_pgbouncer("transaction")` starts a pgbouncer in front of the test server
+    (or in front of `server_url=`, e.g. a dead port, to see the bouncer's own errors).
 
     Its files live in a /tmp folder of their own (pytest's tmp dirs are private to root, and
     pgbouncer runs unprivileged)."""
@@ -447,10 +451,22 @@ def make_pgbouncer(pg_server_url: str) -> Iterator[Callable[..., PgBouncer]]:
 
     started: list[PgBouncer] = []
 
-    def make(pool_mode: str = "transaction", *, pool_size: int = 2) -> PgBouncer:
+    def make(
+        pool_mode: str = "transaction",
+        *,
+        pool_size: int = 2,
+        max_client_conn: int = 50,
+        server_url: str | None = None,
+    ) -> PgBouncer:
         pgbouncer_binary()
         workdir = tempfile.mkdtemp(prefix=f"atb_pgbouncer_{pool_mode}_")
-        bouncer = PgBouncer(pg_server_url, pool_mode, workdir, pool_size=pool_size).start()
+        bouncer = PgBouncer(
+            server_url or pg_server_url,
+            pool_mode,
+            workdir,
+            pool_size=pool_size,
+            max_client_conn=max_client_conn,
+        ).start()
         started.append(bouncer)
         return bouncer
 

@@ -20,31 +20,31 @@ END = "<!-- /manager-methods -->"
 
 
 def manager_methods() -> list[tuple[str, str, str]]:
-    """(area, name, contract) for every public method and property, in the mixins' order."""
+    """(area, name, contract) for every public method and property, in the mixins' order.
+
+    The area is the mixin that defines the method (`TradesMixin` -> Trades); the wrappers
+    DatabaseManager puts around inherited methods (its binding guard) count as the mixin's.
+    """
     from atb.db.manager import DatabaseManager
 
     rows: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
     for cls in DatabaseManager.__mro__:
         if cls is object or not cls.__module__.startswith("atb."):
             continue
-        area = cls.__name__.removesuffix("Mixin")
-        if cls is DatabaseManager:
-            area = "DatabaseManager"
+        area = "DatabaseManager" if cls is DatabaseManager else cls.__name__.removesuffix("Mixin")
         for name, member in vars(cls).items():
-            if name.startswith("_") or any(name in vars(c) for c in _before(DatabaseManager, cls)):
+            if name.startswith("_") or name in seen:
                 continue
+            if cls is DatabaseManager and hasattr(member, "__wrapped__"):
+                continue  # a guard around a mixin's method: listed under that mixin
             if not (callable(member) or isinstance(member, property | staticmethod | classmethod)):
                 continue
+            seen.add(name)
             doc = inspect.getdoc(getattr(DatabaseManager, name)) or ""
             contract = " ".join(doc.split("\n\n", 1)[0].split())
             rows.append((area, name, contract))
     return rows
-
-
-def _before(leaf: type, cls: type) -> list[type]:
-    """Classes ahead of `cls` in the MRO (their definition of a name wins)."""
-    mro = leaf.__mro__
-    return list(mro[: mro.index(cls)])
 
 
 def render() -> str:

@@ -34,7 +34,7 @@ def db_group() -> None:
 
 
 def _connect(url: str | None):
-    db = connection.connect(url)
+    db = connection.connect(url, replace=True)  # a command is its process's one user
     return db, connection.current_settings()
 
 
@@ -309,7 +309,9 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
 
     Connection and latency, server version, pending migrations, every table and column (type and
     nullability), CHECK constraints of enum columns, indexes (by columns), foreign keys, and row
-    counts (exact below 100,000 rows, the planner's estimate above, so it stays fast).
+    counts (exact below 100,000 rows, the planner's estimate above, so it stays fast). With
+    DATABASE_REPLICA_URL set, also the read replica: reachable, a standby, and its lag against
+    ATB_DB_REPLICA_MAX_LAG_S (a replica that cannot serve reads makes verify exit 1).
 
     \b
     Examples:
@@ -322,6 +324,7 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
     try:
         db, settings = _connect(url)
         report = verify_database(db, apply_migrations=apply_migrations)
+        replica = connection.replica_health()
     except DatabaseError as exc:
         if not as_json:
             raise
@@ -331,7 +334,8 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
         click.echo(f"Error: {message}", err=True)
         raise SystemExit(1) from None
     if as_json:
-        emit_json({"database": settings.redacted_url, **report.to_dict()})
+        extra = {} if replica is None else {"replica": replica.as_dict()}
+        emit_json({"database": settings.redacted_url, **report.to_dict(), **extra})
     else:
         click.echo(f"database: {settings.redacted_url} ({settings.source})")
         click.echo(
@@ -354,8 +358,20 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
             click.echo(f"{len(report.problems)} problem(s):")
             for problem in report.problems:
                 click.echo(f"  {problem}")
-    if not report.ok:
+        if replica is not None:
+            click.echo(_replica_line(replica))
+    if not report.ok or (replica is not None and not replica.usable):
         raise SystemExit(1)
+
+
+def _replica_line(replica) -> str:
+    """verify's line on the read replica: health, lag and whether it serves dashboard reads."""
+    if not replica.usable:
+        return f"replica: {replica.url}: {replica.problem}; dashboard reads go to the primary"
+    return (
+        f"replica: {replica.url}: streaming standby, lag {replica.lag_s:.1f} s "
+        f"(limit {replica.max_lag_s} s); serving dashboard reads"
+    )
 
 
 def _redacted_target(url: str | None) -> str | None:
@@ -934,7 +950,7 @@ def reset_railway_command(
         )
     check_environment(environment, os.environ)
     settings = resolve_railway_settings(os.environ, url)
-    db = connection.connect(settings=settings)
+    db = connection.connect(settings=settings, replace=True)
 
     def confirm(backup) -> bool:
         click.echo(

@@ -36,12 +36,58 @@ from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
 
-database = pw.DatabaseProxy()
+class RoutingProxy(pw.DatabaseProxy):
+    """Peewee's DatabaseProxy, except that a thread serving a dashboard read sees the replica.
+
+    `obj` is the primary for everyone, unless the calling thread is inside `routed_to(replica)`:
+    the models, `bound_database()` and every query built from them then use the replica, with no
+    change to the code that runs the read.
+    """
+
+    __slots__ = ("_primary", "_route")
+    _ATTRIBUTES = frozenset({"obj", "_callbacks", "_Model", "_primary", "_route"})
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_route", threading.local())
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def obj(self) -> pw.Database | None:
+        routed = getattr(self._route, "db", None)
+        return self._primary if routed is None else routed
+
+    @obj.setter
+    def obj(self, value: pw.Database | None) -> None:
+        object.__setattr__(self, "_primary", value)
+
+    @property
+    def primary(self) -> pw.Database | None:
+        """What `connect()` bound, whatever the calling thread is routed to."""
+        return self._primary
+
+    def __setattr__(self, attr: str, value: object) -> None:
+        if attr not in self._ATTRIBUTES:
+            raise AttributeError("Cannot set attribute on proxy.")
+        object.__setattr__(self, attr, value)
+
+    @contextmanager
+    def routed_to(self, db: pw.Database) -> Iterator[None]:
+        """Within the block, this thread's queries go to `db` (a read replica)."""
+        previous = getattr(self._route, "db", None)
+        self._route.db = db
+        try:
+            yield
+        finally:
+            self._route.db = previous
+
+
+database = RoutingProxy()
 """Every model is bound to this proxy; `connect()` points it at a real database."""
 
 T = TypeVar("T")
 _state = threading.Lock()
 _settings: DatabaseSettings | None = None
+_replica = None  # atb.db.replica.ReadReplica when DATABASE_REPLICA_URL is set
 
 
 # ---- client-side time bound ---------------------------------------------------------------------
@@ -151,13 +197,15 @@ def install_call_bound(seconds: float) -> None:
     _default_call_timeout = float(seconds)
 
 
-# Statements PostgreSQL refuses inside a transaction block: sent without the SET LOCAL prefix.
 _NON_TRANSACTIONAL = re.compile(
-    r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|REINDEX|BEGIN|START|"
-    r"COMMIT|ROLLBACK|END|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|DISCARD|.*\bTABLESPACE\b|"
-    r".*\bCONCURRENTLY\b)",
-    re.IGNORECASE | re.DOTALL,
+    r"\s*(VACUUM|CREATE\s+DATABASE|DROP\s+DATABASE|ALTER\s+DATABASE|ALTER\s+SYSTEM|CLUSTER|"
+    r"REINDEX|BEGIN|START|COMMIT|ROLLBACK|END|ABORT|SAVEPOINT|RELEASE|PREPARE|CHECKPOINT|DISCARD|"
+    r"(CREATE|DROP)\s+TABLESPACE|(CREATE\s+(UNIQUE\s+)?|DROP\s+)INDEX\s+CONCURRENTLY)\b",
+    re.IGNORECASE,
 )
+"""Statements that cannot run inside the implicit transaction a `SET LOCAL` prefix would open
+(or that manage transactions themselves): sent as they are. Judged by their leading keywords
+only, so a query that merely mentions e.g. TABLESPACE in a string keeps its timeouts."""
 
 
 class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
@@ -353,47 +401,112 @@ def connect(
     *,
     allow_sqlite: bool = False,
     settings: DatabaseSettings | None = None,
+    replace: bool = False,
 ) -> pw.Database:
     """Resolve settings (see api.md), bind the proxy, and return the bound database.
 
     Does not open a connection: the pool opens them on first use. With no URL in development the
     running local embedded PostgreSQL is used; a stopped one stays stopped (`atb db up` starts it).
+
+    The models share one binding per process. Connecting again to the same URL returns the
+    database already bound (its pool and settings are kept); another URL raises
+    ConfigurationError unless `replace=True`, which closes the old pool, after which managers
+    built on it refuse to run.
     """
-    global _settings
+    global _settings, _replica
     settings = settings or DatabaseSettings.from_env(url, allow_sqlite=allow_sqlite)
     if settings.uses_local_server:
         from . import local
 
         server = local.running()
         settings = settings.with_url(server.url, "local embedded PostgreSQL")
-    db = build_database(settings)
     with _state:
-        previous = database.obj
-        if previous is not None and previous is not db:
-            _close_quietly(previous)
+        current = _bound_with(settings, replace)
+        if current is not None:
+            return current
+    db = build_database(settings)  # builds objects only: nothing connects yet
+    replica = None
+    if settings.replica_url:
+        from .replica import ReadReplica
+
+        replica = ReadReplica(build_database(settings.replica_settings()), settings)
+    with _state:
+        current = _bound_with(settings, replace)  # another thread may have bound meanwhile
+        if current is not None:
+            return current
+        _unbind_locked()
         database.initialize(db)
         _settings = settings
+        _replica = replica
     log.debug("bound database %s (%s)", settings.redacted_url, settings.source)
     return db
 
 
-def bind(db: pw.Database) -> pw.Database:
-    """Bind an already-built database (tests); replaces whatever was bound."""
+def _bound_with(settings: DatabaseSettings, replace: bool) -> pw.Database | None:
+    """The database already bound with these settings, None when free to bind; else an error."""
+    current = database.primary
+    if current is None:
+        return None
+    if _settings is not None and _settings.same_target(settings):
+        return current
+    if replace:
+        return None
+    raise _already_bound(settings.redacted_url)
+
+
+def bind(db: pw.Database, *, replace: bool = False) -> pw.Database:
+    """Bind an already-built database (tests, embedding apps).
+
+    Binding the database already bound is a no-op; another one raises ConfigurationError unless
+    `replace=True` (see `connect()`).
+    """
     global _settings
     with _state:
+        current = database.primary
+        if current is db:
+            return db
+        if current is not None and not replace:
+            raise _already_bound(repr(db.database))
+        _unbind_locked(close=False)
         database.initialize(db)
         _settings = None
     return db
 
 
+def replica_health():
+    """The read replica's health measured now (atb.db.replica.ReplicaHealth); None when no
+    DATABASE_REPLICA_URL is configured."""
+    replica = _replica
+    if replica is None:
+        return None
+    with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
+        return replica.health(fresh=True)
+
+
+def _already_bound(wanted: str) -> ConfigurationError:
+    return ConfigurationError(
+        f"this process is already bound to {_describe_target()}; atb's models share one database "
+        f"per process, so binding {wanted} as well would silently move the first manager's writes. "
+        "Use one DatabaseManager per process, call atb.db.disconnect() first, or pass "
+        "replace=True to rebind (managers built on the old database then refuse to run)"
+    )
+
+
 def disconnect() -> None:
     """Close every pooled connection and unbind the proxy."""
-    global _settings
     with _state:
-        if database.obj is not None:
-            _close_quietly(database.obj)
-        database.initialize(None)
-        _settings = None
+        _unbind_locked()
+
+
+def _unbind_locked(*, close: bool = True) -> None:
+    global _settings, _replica
+    if close and database.primary is not None:
+        _close_quietly(database.primary)
+    if _replica is not None:
+        _close_quietly(_replica.db)
+    database.initialize(None)
+    _settings = None
+    _replica = None
 
 
 def _close_quietly(db: pw.Database) -> None:
@@ -432,6 +545,14 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable:
     if answered:
         return DatabaseUnavailable(
             f"{_describe_target()} refused the connection: {message[answered.start() :]}"
+        )
+    if "timeout expired" in message:
+        waited = f" ({_settings.connect_timeout} s, ATB_DB_CONNECT_TIMEOUT)" if _settings else ""
+        return DatabaseUnavailable(
+            f"cannot reach {_describe_target()}: no answer to the connection within the connect "
+            f"timeout{waited}: the server or the network is down, or a PgBouncer in front of it "
+            "is holding the login while it cannot get a server connection (after a failed "
+            "server login it waits server_login_retry; its log says why)"
         )
     return DatabaseUnavailable(
         f"cannot reach {_describe_target()}: {message} "
@@ -535,9 +656,14 @@ def run(work: Callable[[], T], *, transaction: bool = True, replica: bool = Fals
 
     `replica=True` marks a dashboard read that a configured read replica may serve.
     """
+    replica_now = _replica if replica else None
     if getattr(_deadline, "at", _UNSET) is not _UNSET:
+        if replica_now is not None:
+            return replica_now.read(work, transaction=transaction)
         return _run(work, transaction=transaction)
     with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
+        if replica_now is not None:
+            return replica_now.read(work, transaction=transaction)
         return _run(work, transaction=transaction)
 
 

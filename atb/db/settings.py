@@ -286,6 +286,8 @@ class DatabaseSettings:
     call_timeout_s: int = 15
     allow_sqlite: bool = False
     production: bool = False
+    replica_url: str | None = field(default=None, repr=False)  # DATABASE_REPLICA_URL
+    replica_max_lag_s: int = 30
 
     def __repr__(self) -> str:
         return f"DatabaseSettings(url={self.redacted_url!r}, source={self.source!r})"
@@ -300,6 +302,20 @@ class DatabaseSettings:
 
     def with_url(self, url: str, source: str) -> DatabaseSettings:
         return replace(self, url=url, source=source)
+
+    def same_target(self, other: DatabaseSettings) -> bool:
+        """The same database URL (and read replica), whatever the source or pool settings."""
+        return (self.url, self.replica_url) == (other.url, other.replica_url)
+
+    @property
+    def redacted_replica_url(self) -> str | None:
+        return redact_url(self.replica_url) if self.replica_url else None
+
+    def replica_settings(self) -> DatabaseSettings:
+        """The settings of the read replica's own pool: this one's limits, the replica's URL."""
+        if not self.replica_url:
+            raise ConfigurationError("no read replica configured (DATABASE_REPLICA_URL)")
+        return replace(self, url=self.replica_url, source="DATABASE_REPLICA_URL", replica_url=None)
 
     def parsed(self) -> ParsedUrl:
         if self.url is None:
@@ -379,6 +395,8 @@ class DatabaseSettings:
             call_timeout_s=_env_int(env, "ATB_DB_CALL_TIMEOUT_S", 15, minimum=1),
             allow_sqlite=allow_sqlite,
             production=production,
+            replica_url=_replica_url(env, resolved),
+            replica_max_lag_s=_env_int(env, "ATB_DB_REPLICA_MAX_LAG_S", 30, minimum=1),
         )
         if resolved is not None:
             parsed = parse_url(resolved)
@@ -388,6 +406,22 @@ class DatabaseSettings:
                     "set DATABASE_URL to a postgresql:// URL"
                 )
         return settings
+
+
+def _replica_url(env: Mapping[str, str], primary: str | None) -> str | None:
+    """DATABASE_REPLICA_URL when set: a postgresql:// URL of a streaming replica of the primary."""
+    raw = env.get("DATABASE_REPLICA_URL", "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ConfigurationError(
+            f"DATABASE_REPLICA_URL={redact_url(raw)} is not a postgresql:// URL "
+            "(a read replica of the primary; unset it to read from the primary only)"
+        )
+    if primary is not None and parse_url(primary).is_sqlite:
+        raise ConfigurationError("DATABASE_REPLICA_URL needs a PostgreSQL primary, not SQLite")
+    parse_url(raw)  # a malformed URL fails here, with the URL redacted
+    return raw
 
 
 def _pg_port(raw: str | None) -> int | None:

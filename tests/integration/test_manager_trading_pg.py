@@ -187,7 +187,7 @@ def test_database_info_never_shows_the_password(pg_database_url: str, pg_db: pw.
     parsed = parse_url(pg_database_url)
     url = build_url(parsed.host, parsed.port, parsed.user or "postgres", "s3cret-pw",
                     parsed.database, parsed.query)  # fmt: skip
-    manager = DatabaseManager(url, apply_migrations=False)  # trust auth ignores the password
+    manager = DatabaseManager(url, apply_migrations=False, replace=True)  # trust auth ignores the password
 
     info = manager.get_database_info()
 

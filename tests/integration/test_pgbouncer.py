@@ -148,3 +148,37 @@ def test_a_pgbouncer_error_is_reported_as_what_it_is(make_pgbouncer, make_pg_dat
     message = str(caught.value)
     assert "unsupported startup parameter: options" in message
     assert "is the server up" not in message
+
+
+def test_a_full_bouncer_is_reported_as_what_it_is(make_pgbouncer, make_pg_database):
+    server_url = make_pg_database("atb_pgb")
+    bouncer = make_pgbouncer("transaction", max_client_conn=2)
+    url = bouncer.url(parse_url(server_url).database)
+    held = [_admin_connect(url) for _ in range(2)]
+    try:
+        db = connection.connect(settings=settings_for_tests(url))
+        with pytest.raises(DatabaseUnavailable) as caught:
+            connection.run(lambda: db.execute_sql("SELECT 1").fetchone())
+    finally:
+        for conn in held:
+            conn.close()
+    message = str(caught.value)
+    assert "refused the connection" in message and "max_client_conn" in message
+    assert "is the server up" not in message
+
+
+def test_a_failed_server_login_behind_the_bouncer_is_reported_as_what_it_is(make_pgbouncer):
+    """PgBouncer forwards the server's refusal once, then holds new logins while it waits
+    server_login_retry (15 s) before trying the server again: neither reads as "server down"."""
+    bouncer = make_pgbouncer("transaction")
+    db = connection.connect(settings=settings_for_tests(bouncer.url("atb_no_such_database")))
+    messages = []
+    for _ in range(2):
+        with pytest.raises(DatabaseUnavailable) as caught:
+            connection.run(lambda: db.execute_sql("SELECT 1").fetchone())
+        messages.append(str(caught.value))
+
+    refused, held = messages
+    assert "refused the connection" in refused and "does not exist" in refused, refused
+    assert "server_login_retry" in held and "PgBouncer" in held, held
+    assert not any("is the server up" in m for m in messages)

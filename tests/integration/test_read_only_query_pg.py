@@ -46,3 +46,26 @@ def test_advisory_locks_do_not_outlive_the_query(manager):
 def test_a_plain_select_still_works_and_keeps_the_connection(manager):
     assert manager.execute_query("SELECT ';' AS s, $$x;y$$ AS d") == [{"s": ";", "d": "x;y"}]
     assert manager.get_connection_stats()["pool_idle"] == 1
+
+
+def test_settings_changed_by_a_function_the_scanner_cannot_see_are_undone(manager):
+    manager.execute_query(
+        "CREATE OR REPLACE FUNCTION atb_ro_sneaky() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+        "PERFORM set_config('search_path', 'pg_catalog', false); "
+        "PERFORM set_config('statement_timeout', '1', false); "
+        "PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END $$",
+        read_only=False,
+    )
+    before = manager.execute_query(
+        "SELECT current_setting('search_path') AS p, current_setting('DateStyle') AS d"
+    )
+    try:
+        assert manager.execute_query("SELECT atb_ro_sneaky() AS x") == [{"x": 1}]
+        after = manager.execute_query(
+            "SELECT current_setting('search_path') AS p, current_setting('DateStyle') AS d, "
+            "pg_sleep(0.01) IS NULL AS slept"
+        )
+        assert [{"p": after[0]["p"], "d": after[0]["d"]}] == before
+        assert manager.get_connection_stats()["pool_idle"] == 1  # same connection, kept
+    finally:
+        manager.execute_query("DROP FUNCTION atb_ro_sneaky()", read_only=False)

@@ -202,36 +202,6 @@ def test_balance_history_is_newest_first_and_limited(manager):
     }
 
 
-def test_recover_last_balance_prefers_the_ledger(manager):
-    sid = new_session_id()
-    manager.log_account_snapshot(900, 900, 0, 0, 0, 0, session_id=sid)
-    manager.update_balance(950, "trade_pnl", session_id=sid)
-
-    assert manager.recover_last_balance(sid) == 950.0
-
-
-def test_recover_last_balance_falls_back_to_the_newest_snapshot(manager):
-    sid = new_session_id()
-    manager.log_account_snapshot(900, 900, 0, 0, 0, 0, session_id=sid)
-    manager.log_account_snapshot(875, 875, 0, 0, 0, 0, session_id=sid)
-
-    assert manager.recover_last_balance(sid) == 875.0
-
-
-def test_recover_last_balance_falls_back_to_the_initial_balance(manager):
-    assert manager.recover_last_balance(new_session_id(initial_balance="777")) == 777.0
-
-
-def test_recover_last_balance_of_an_unknown_session_is_none(manager):
-    assert manager.recover_last_balance(999) is None
-
-
-def test_recover_last_balance_writes_nothing(manager):
-    manager.recover_last_balance(new_session_id())
-
-    assert AccountBalance.select().count() == 0
-
-
 # --- metrics ----------------------------------------------------------------------------------
 
 METRIC_KEYS = {

@@ -115,7 +115,7 @@ def _next_steps(inside: bool, report: VerifyReport) -> list[str]:
 def setup_railway(env: Mapping[str, str], url: str | None = None) -> SetupResult:
     """Resolve Railway's URL, bind it, apply migrations under the lock, verify, suggest next steps."""
     settings = resolve_railway_settings(env, url)
-    db = connection.connect(settings=settings)
+    db = connection.connect(settings=settings, replace=True)
     applied = migrate.apply_pending_migrations(db=db)
     report = verify_database(db)
     inside = inside_railway(env)

@@ -11,7 +11,7 @@ from typing import Any
 
 import peewee as pw
 
-from .. import validate
+from .. import connection, validate
 from ..enums import EventType
 from ..fields import utc_now
 from ..models import AccountBalance, AccountHistory, SystemEvent, TradingSession
@@ -24,6 +24,25 @@ _UPDATE_REASON_LENGTH = 200
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def lock_session_ledger(sid: int) -> bool:
+    """Serialise the balance changes of one session: lock its row until the transaction ends.
+
+    FOR NO KEY UPDATE does not block inserts of rows referencing the session (their foreign-key
+    checks take KEY SHARE), so trades and events keep flowing. False for an unknown session.
+    SQLite needs no lock: it runs one writing transaction at a time.
+    """
+    query = TradingSession.select(TradingSession.id).where(TradingSession.id == sid)
+    if connection.is_postgres():
+        query = query.for_update("FOR NO KEY UPDATE")
+    return query.scalar() is not None
+
+
+def ledger_time() -> Any:
+    """The time a ledger row is stamped with: the server's clock when it is written (under the
+    session's lock, so ledger order is commit order), not a Python time taken before."""
+    return pw.fn.clock_timestamp() if connection.is_postgres() else utc_now()
 
 
 class AccountsMixin(ManagerBase):
@@ -94,9 +113,10 @@ class AccountsMixin(ManagerBase):
             return False
 
         def work() -> bool:
-            if not TradingSession.select().where(TradingSession.id == sid).exists():
+            if not lock_session_ledger(sid):
                 return False
-            AccountBalance.insert({**row, AccountBalance.session: sid}).execute()
+            stamped = {**row, AccountBalance.last_updated: ledger_time()}
+            AccountBalance.insert({**stamped, AccountBalance.session: sid}).execute()
             return True
 
         return self._write(work)
@@ -110,8 +130,9 @@ class AccountsMixin(ManagerBase):
     ) -> bool:
         """Set the balance by hand: a ledger row and a BALANCE_ADJUSTMENT event, in one transaction.
 
-        The old balance in the event is the last known one (see `recover_last_balance`). Returns
-        False, writing nothing, without a session or for an unknown one.
+        Balance changes of a session are serialised (see `lock_session_ledger`): the old balance in
+        the event is the new balance of the change committed just before (ledger, else snapshot,
+        else initial). Returns False, writing nothing, without a session or for an unknown one.
         """
         reason = validate.text("reason", reason, _UPDATE_REASON_LENGTH - len(MANUAL_REASON_PREFIX))
         row = self._balance_row(new_balance, MANUAL_REASON_PREFIX + reason, updated_by, "reason")
@@ -122,12 +143,19 @@ class AccountsMixin(ManagerBase):
             return False
 
         def work() -> bool:
-            old = self._last_balance_query(sid).scalar()
-            if old is None:
+            if not lock_session_ledger(sid):
                 return False  # no such session
+            # Read after the lock, in a statement of its own: it sees the last committed change
+            # (on PostgreSQL the same statement reads the server's clock for the new row).
+            stamp = ledger_time()
+            if isinstance(stamp, pw.Node):
+                old, now = self._last_balance_query(sid, stamp).tuples().get()
+            else:
+                old, now = self._last_balance_query(sid).scalar(), stamp
             old = float(old)
-            now = row[AccountBalance.last_updated]
-            AccountBalance.insert({**row, AccountBalance.session: sid}).execute()
+            AccountBalance.insert(
+                {**row, AccountBalance.last_updated: now, AccountBalance.session: sid}
+            ).execute()
             SystemEvent.insert(
                 {
                     SystemEvent.timestamp: now,
@@ -178,18 +206,8 @@ class AccountsMixin(ManagerBase):
             ]
         )
 
-    def recover_last_balance(self, session_id: int | None = None) -> float | None:
-        """The newest known balance: ledger, else snapshots, else the session's initial balance.
-
-        None without a session or for an unknown one. One query; it never writes.
-        """
-        sid = self._session(session_id)
-        if sid is None:
-            return None
-        return _float(self._one(self._last_balance_query(sid).scalar))
-
     @staticmethod
-    def _last_balance_query(sid: int) -> pw.Query:
+    def _last_balance_query(sid: int, *also: Any) -> pw.Query:
         ledger = (
             AccountBalance.select(AccountBalance.total_balance)
             .where(AccountBalance.session == sid)
@@ -203,7 +221,7 @@ class AccountsMixin(ManagerBase):
             .limit(1)
         )
         return TradingSession.select(
-            pw.fn.COALESCE(ledger, snapshot, TradingSession.initial_balance)
+            pw.fn.COALESCE(ledger, snapshot, TradingSession.initial_balance), *also
         ).where(TradingSession.id == sid)
 
     @staticmethod

@@ -122,7 +122,7 @@ class ConnectionMixin:
             lambda: _pg_query(
                 connection.bound_database(), text, args, read_only, nested, leaves_state
             ),
-            transaction=not nested,
+            transaction=not nested and not read_only,  # read-only: _pg_query's own transaction
             replica=read_only,
         )
 
@@ -149,9 +149,17 @@ def _pg_query(
         return _run_sql(db, sql, args)
     if leaves_state and hasattr(db, "discard_on_return"):
         db.discard_on_return()  # e.g. set_config(..., false), advisory locks: not for the pool
-    if not nested:  # our own transaction: read-only for its whole (short) life
-        db.execute_sql("SET TRANSACTION READ ONLY")
-        return _run_sql(db, sql, args)
+    if not nested:
+        # Our own transaction, read-only for its whole (short) life and always rolled back: it
+        # has nothing to keep, and the rollback also undoes any session setting the query made
+        # (`set_config(..., false)` in a function the scanner cannot see, role, DateStyle, ...).
+        with db.manual_commit():
+            db.begin()
+            try:
+                db.execute_sql("SET TRANSACTION READ ONLY")
+                return _run_sql(db, sql, args)
+            finally:
+                db.rollback()
     # Inside a caller's transaction the read-only setting lives in a savepoint that is rolled
     # back afterwards, so the caller's transaction keeps its read-write mode.
     with db.savepoint() as savepoint:
