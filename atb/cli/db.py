@@ -121,6 +121,7 @@ def migrate_command(
     """
     _, settings = _connect(url)
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    migrate.refuse_foreign_schema()  # the earlier layer's tables: say `atb db adopt`, exit 1
     if plan:
         pending = migrate.pending_until(migrate.migration_state(), to)
         if not pending:
@@ -153,6 +154,7 @@ def status_command(url: str | None, as_json: bool) -> None:
       atb db status || atb db migrate
     """
     _, settings = _connect(url)
+    migrate.refuse_foreign_schema()  # the earlier layer's tables: say `atb db adopt`, exit 1
     state = migrate.migration_state()
     if as_json:
         emit_json(
@@ -998,3 +1000,222 @@ def reset_railway_command(
         f"emptied {len(result.truncated)} tables in {result.environment!r} "
         "(ids restart at 1; migration history kept)"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# adopt: take over the earlier SQLAlchemy layer's database (atb/db/admin/adopt.py does the work).
+
+_ADOPT_SECTIONS = (
+    ("table", "tables created (atb has them, the database does not)"),
+    ("type", "column types (each table rewritten once)"),
+    ("column", "columns added"),
+    ("not_null", "NOT NULL"),
+    ("default", "server defaults"),
+    ("map", "enum values rewritten"),
+    ("check", "CHECK constraints added"),
+    ("index_drop", "indexes dropped (duplicates of atb's)"),
+    ("index_rename", "indexes renamed to atb's names"),
+    ("index_add", "indexes created"),
+    ("foreign_key", "foreign keys (atb's ON DELETE rules)"),
+)
+
+
+def _print_adopt_plan(plan, settings) -> None:
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    if plan.found is not None:
+        click.echo(f"found: {plan.found.describe()}")
+    click.echo(f"{len(plan.changes)} change(s), in one transaction:")
+    for kind, title in _ADOPT_SECTIONS:
+        changes = [change for change in plan.changes if change.kind == kind]
+        if changes:
+            click.echo(f"  {title}: {len(changes)}")
+            for change in changes:
+                click.echo(f"    {change}")
+    later = f"; then {', '.join(plan.later_migrations)} applied" if plan.later_migrations else ""
+    click.echo(f"  then: 001_initial recorded as applied{later}")
+    if plan.kept:
+        click.echo(f"kept untouched ({len(plan.kept)}):")
+        for item in plan.kept:
+            click.echo(f"  {item}")
+    if plan.problems:
+        click.echo(f"{len(plan.problems)} problem(s) stop adopt (nothing is changed until fixed):")
+        for problem in plan.problems:
+            click.echo(f"  {problem}")
+
+
+@db_group.command("adopt")
+@url_option
+@click.option("--plan", is_flag=True, help="Print every change and every problem; change nothing.")
+@yes_option
+@_ALLOW_PRODUCTION_OPTION
+@_CONFIRM_NAME_OPTION
+@click.option(
+    "--map",
+    "maps",
+    multiple=True,
+    metavar="TABLE.COLUMN:OLD=NEW",
+    help="Rewrite an enum value atb does not allow (repeatable), e.g. "
+    "orders.status:PENDING_SUBMIT=PENDING.",
+)
+@click.option("--no-backup", is_flag=True, help="Skip the backup taken first (not recommended).")
+@click.option(
+    "--backup-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("backups"),
+    show_default=True,
+    help="Where the backup taken first is written (<DBNAME>-before-adopt-<UTC time>.dump).",
+)
+@click.option(
+    "--lock-wait",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for a migration another process is running.",
+)
+@_TIMEOUT_OPTION
+@json_option
+@all_or_nothing
+@friendly_errors
+def adopt_command(
+    url: str | None,
+    plan: bool,
+    yes: bool,
+    allow_production: bool,
+    confirm_name: str | None,
+    maps: tuple[str, ...],
+    no_backup: bool,
+    backup_dir: Path,
+    lock_wait: float,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Convert a database built by the earlier SQLAlchemy layer to atb's schema, in place.
+
+    \b
+    What changes (all in ONE transaction under the migration lock; any failure,
+    Ctrl-C or kill leaves the database exactly as it was):
+      - naive timestamp columns become timestamptz, the stored values read as UTC
+        (whatever the server's or session's TimeZone);
+      - the three float balance columns become numeric(18,8) (a value that does not
+        fit stops it), json becomes jsonb, enum VARCHARs get atb's width;
+      - enum columns get their CHECK constraints: lower-case spellings and the
+        aliases atb accepts (buy, sell, canceled, ...) are rewritten; any other
+        value stops it unless mapped with --map TABLE.COLUMN:OLD=NEW;
+      - atb's server defaults, columns and tables it lacks, atb's ON DELETE rules;
+      - duplicate indexes are dropped, the rest take atb's names, missing ones are built;
+      - 001_initial is recorded as applied and later migrations are applied, so
+        `atb db status` is at head and `atb db verify` reports no problem.
+    Never dropped: tables and columns atb does not know, and alembic_version (kept,
+    marked with a comment). A backup (as `atb db backup`) is written first unless
+    --no-backup. A remote or production database needs --allow-production and its
+    name typed (or --confirm DBNAME); --yes skips the prompt for a local one.
+
+    \b
+    Exit codes: 0 adopted (--plan: no problem), 1 a problem, a refusal or a failure
+    (nothing changed), 2 usage error, 130/143 interrupted (nothing changed).
+
+    \b
+    Examples:
+      atb db adopt --plan
+      atb db adopt --plan --map orders.status:PENDING_SUBMIT=PENDING
+      atb db adopt                       # backup, confirm, convert, verify
+      railway run atb db adopt --allow-production --confirm railway
+    """
+    from atb.db.admin import check_server_is_local, refuse_unless_local
+    from atb.db.admin.adopt import adopt_database, parse_mappings, plan_adoption
+    from atb.db.admin.backup import _stop_if_cancelled, backup_database
+    from atb.db.admin.railway import default_backup_path
+    from atb.db.admin.verify import verify_database
+    from atb.db.errors import ValidationError
+    from atb.db.settings import parse_url
+
+    try:
+        mappings = parse_mappings(maps)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--map: "), param_hint="--map") from None
+    db, settings = _connect(url)
+    target = _settings_url(settings)
+    if not plan:
+        is_local = refuse_unless_local(
+            target, os.environ, allow_production=allow_production, action="adopt"
+        )
+        if is_local:
+            check_server_is_local(db, target, action="adopt")
+    try:
+        found = plan_adoption(db, mappings=mappings)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--map: "), param_hint="--map") from None
+    if plan:
+        if as_json:
+            emit_json({"database": settings.redacted_url, **found.to_dict()})
+        else:
+            _print_adopt_plan(found, settings)
+            click.echo(
+                f"plan only, nothing was changed ({found.duration_s:.1f} s)"
+                + ("" if found.problems else "; run `atb db adopt` to convert")
+            )
+        if found.problems:
+            raise SystemExit(1)
+        return
+    if not as_json:
+        _print_adopt_plan(found, settings)
+    if found.problems:
+        raise click.ClickException(
+            f"adopt would stop on {len(found.problems)} problem(s) (listed above); "
+            "nothing was changed"
+        )
+    _confirm_destructive(
+        what=f"This converts {len(found.changes)} part(s) of the schema (data kept) in",
+        url=target,
+        is_local=is_local,
+        yes=yes,
+        confirm_name=confirm_name,
+        typed=True,
+    )
+    backup = None
+    if not no_backup:
+        dbname = parse_url(target).database
+        path = default_backup_path(backup_dir, f"{dbname}-before-adopt")
+        progress = _progress("backing up first")
+        try:
+            backup = backup_database(settings, path, db=db, timeout=timeout, progress=progress)
+        finally:
+            _end_progress(progress)
+        if not as_json:
+            click.echo(
+                f"backup written: {backup.path} ({_size(backup.size_bytes)} in "
+                f"{backup.duration_s:.1f} s)"
+            )
+    _stop_if_cancelled()
+    result = adopt_database(
+        db, mappings=mappings, lock_wait_seconds=lock_wait, before_commit=_stop_if_cancelled
+    )
+    report = verify_database(db)
+    if as_json:
+        emit_json(
+            {
+                "database": settings.redacted_url,
+                "backup": str(backup.path) if backup else None,
+                "applied": result.applied,
+                "duration_s": round(result.duration_s, 3),
+                "plan": result.plan.to_dict(),
+                "verify": report.to_dict(),
+            }
+        )
+    else:
+        click.echo(
+            f"adopted in {result.duration_s:.1f} s: {len(result.plan.changes)} change(s); "
+            f"{', '.join(result.applied)} recorded as applied"
+        )
+        for change in result.plan.changes:
+            if change not in found.changes:  # after the later migrations ran
+                click.echo(f"  also: {change}")
+        if report.ok:
+            click.echo(f"verify: ok ({len(report.tables)} tables)")
+        else:
+            click.echo(f"verify: {len(report.problems)} problem(s)")
+            for problem in report.problems:
+                click.echo(f"  {problem}")
+    if not report.ok:
+        raise SystemExit(1)

@@ -171,6 +171,7 @@ def pending_until(state: MigrationState, to: str | None = None) -> tuple[str, ..
 
 
 def _apply(db: pw.Database, directory: Path | None, fake: bool, to: str | None = None) -> list[str]:
+    refuse_foreign_schema(db)  # before the Router, which creates the history table on access
     state = migration_state(db, directory)
     if not pending_until(state, to):
         return []
@@ -236,6 +237,7 @@ def rollback_migrations(
 def _rollback(
     db: pw.Database, directory: Path | None, to: str | None, steps: int | None
 ) -> list[str]:
+    refuse_foreign_schema(db)
     names = rollback_plan(migration_state(db, directory), to=to, steps=steps)
     if not names:
         return []
@@ -329,10 +331,19 @@ def schema_is_empty(db: pw.Database | None = None) -> bool:
     return not (tables & ours)
 
 
+def refuse_foreign_schema(db: pw.Database | None = None) -> None:
+    """Raise `ForeignSchemaError` when the database holds the earlier layer's tables (not atb's):
+    nothing may be built over them until `atb db adopt` converted them."""
+    from .admin.adopt import refuse_foreign_schema as refuse
+
+    refuse(db)
+
+
 def ensure_schema(apply: bool | None = None) -> list[str]:
     """Bring the schema to head: always when `apply`, only on an empty database when None."""
     if apply is False:
         return []
+    refuse_foreign_schema()
     if apply is None and not schema_is_empty():
         state = migration_state()
         if state.pending:

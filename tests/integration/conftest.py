@@ -38,11 +38,50 @@ def other_url(make_migrated_pg_database: Callable[..., str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def private_server(tmp_path_factory):
-    """A throwaway embedded server the test module may stop and start at will (one per module)."""
+def private_server():
+    """A throwaway embedded server the test module may stop and start at will (one per module).
+
+    Its folder is a /tmp folder of its own, not pytest's: every pytest run resets the mode of
+    /tmp/pytest-of-<user> to 0700, which would lock the server's system user out of a folder in
+    use by another run (as root, PostgreSQL runs as the wheel's unprivileged user)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from atb.db import local
 
-    root = tmp_path_factory.mktemp("private_server")
-    server = local.start(root)
-    yield root, server
-    local.stop(root)
+    root = Path(tempfile.mkdtemp(prefix="atb_private_server_"))
+    try:
+        server = local.start(root)
+        yield root, server
+    finally:
+        local.stop(root)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(make_pg_database: Callable[..., str]) -> str:
+    """The run's PostgreSQL database (atb.testing's), or with ATB_TEST_ADOPTED_DATABASE=1 one
+    that `atb db adopt` converted from the earlier layer's schema, emptied afterwards: the
+    manager tests then prove every DatabaseManager method works on an adopted schema."""
+    import os
+
+    from atb.testing import migrate_to_head
+
+    url = make_pg_database()
+    if os.environ.get("ATB_TEST_ADOPTED_DATABASE") != "1":
+        return migrate_to_head(url)
+    from legacy_data import load_legacy
+
+    from atb.db.admin.adopt import adopt_database
+    from atb.testing import settings_for_tests, truncate_all
+
+    load_legacy(url)
+    db = connection.build_database(settings_for_tests(url))
+    try:
+        adopt_database(db)
+        with db.connection_context():
+            truncate_all(db)
+    finally:
+        db.close_all()
+    return url

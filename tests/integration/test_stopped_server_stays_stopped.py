@@ -4,7 +4,9 @@ start it; every other command says so and exits 1. ./scripts/test says what it l
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ COMMANDS_THAT_NEED_THE_SERVER = [
     ("restore", "README.md", "--yes"),
     ("nuke", "--yes"),
     ("shell", "--", "-c", "SELECT 1"),
+    ("adopt", "--plan"),
 ]
 
 
@@ -84,8 +87,17 @@ def _scripts_test(home: Path, *pytest_args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_scripts_test_stops_the_server_it_started_and_says_so(tmp_path_factory) -> None:
-    home = tmp_path_factory.mktemp("scripts_test_home")
+def test_scripts_test_stops_the_server_it_started_and_says_so() -> None:
+    # A /tmp folder of its own, not pytest's (see private_server: pytest resets its mode).
+    home = Path(tempfile.mkdtemp(prefix="atb_scripts_test_"))
+    try:
+        check_scripts_test_stops_what_it_started(home)
+    finally:
+        local.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def check_scripts_test_stops_what_it_started(home: Path) -> None:
     result = _scripts_test(
         home,
         "tests/integration/test_pool_pg.py::"

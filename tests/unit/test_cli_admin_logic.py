@@ -9,7 +9,7 @@ from pathlib import Path
 import peewee as pw
 import pytest
 
-from atb.db import fields
+from atb.db import fields, migration_ops
 from atb.db.admin import Refused, describe_target, is_local_database, refuse_unless_local
 from atb.db.admin.backup import (
     PgTool,
@@ -317,11 +317,11 @@ def test_generated_enum_fields_record_their_values() -> None:
     code = codegen.field_to_code(TradingSession.mode)
     assert (
         code
-        == "mode = fields.EnumField(codegen.frozen_enum('TradeSource', ('LIVE', 'BACKTEST', 'PAPER')))"
+        == "mode = fields.EnumField(migration_ops.frozen_enum('TradeSource', ('LIVE', 'BACKTEST', 'PAPER')))"
     )
-    frozen = codegen.frozen_enum("TradeSource", ("LIVE", "PAPER"))
+    frozen = migration_ops.frozen_enum("TradeSource", ("LIVE", "PAPER"))
     assert [m.value for m in frozen] == ["LIVE", "PAPER"]
-    assert codegen.frozen_enum("TradeSource", ("LIVE", "PAPER")) is frozen
+    assert migration_ops.frozen_enum("TradeSource", ("LIVE", "PAPER")) is frozen
 
 
 def test_generated_foreign_keys_keep_index_false() -> None:

@@ -97,7 +97,7 @@ def test_generated_migration_keeps_parent_and_child_rows_on_sqlite(
     before_parents, before_children = rows(sqlite, "parents"), rows(sqlite, "children")
 
     path = schema_diff.make_migration("second", models=stand_in_models(2), directory=migrations)
-    assert "codegen.sqlite_foreign_keys_off" in path.read_text()
+    assert "migration_ops.sqlite_foreign_keys_off" in path.read_text()
     assert apply_pending_migrations(db=sqlite, directory=migrations) == ["002_second"]
 
     assert rows(sqlite, "children") == before_children

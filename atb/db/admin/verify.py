@@ -389,6 +389,7 @@ def verify_database(
         from atb.db.models import ALL_MODELS
 
         models = ALL_MODELS
+    migrate.refuse_foreign_schema(db)  # the earlier layer's schema: `atb db adopt` first
     applied: list[str] = []
     if apply_migrations:
         applied = migrate.apply_pending_migrations(db=db, directory=directory)
