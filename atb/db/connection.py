@@ -33,6 +33,7 @@ from .errors import (
     QueryTimeout,
 )
 from .settings import DatabaseSettings, redact_url
+from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
 
@@ -213,7 +214,7 @@ _JSONB = pgext.new_type(
 )
 
 
-class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
+class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
     """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
 
     Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
@@ -386,7 +387,7 @@ def build_database(settings: DatabaseSettings) -> pw.Database:
             )
         name = parsed.database
         uri = name.startswith("file:")
-        return pw.SqliteDatabase(
+        return HintedSqliteDatabase(
             name,
             uri=uri,
             pragmas={"foreign_keys": 1, "journal_mode": "wal"}
@@ -417,7 +418,7 @@ def connect(
     """Resolve settings (see api.md), bind the proxy, and return the bound database.
 
     Does not open a connection: the pool opens them on first use. With no URL in development the
-    local embedded PostgreSQL is started (or reused).
+    running local embedded PostgreSQL is used; a stopped one stays stopped (`atb db up` starts it).
 
     The models share one binding per process. Connecting again to the same URL returns the
     database already bound (its pool and settings are kept); another URL raises
@@ -429,7 +430,7 @@ def connect(
     if settings.uses_local_server:
         from . import local
 
-        server = local.start()
+        server = local.running()
         settings = settings.with_url(server.url, "local embedded PostgreSQL")
     with _state:
         current = _bound_with(settings, replace)

@@ -11,8 +11,6 @@ from helpers import INSERT_LIVE_SESSION_SQL, atb_db
 from atb.db.settings import parse_url
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def cluttered_url(make_migrated_pg_database: Callable[..., str]) -> str:

@@ -21,7 +21,6 @@ from atb.db.manager import DatabaseManager
 from atb.db.models import AccountHistory, Order, PerformanceMetrics, Trade, TradingSession
 from atb.db.settings import build_url, parse_url
 
-pytestmark = pytest.mark.postgres
 TERMINAL = {"FILLED", "CANCELLED", "FAILED"}
 
 
