@@ -1,13 +1,20 @@
 """pytest fixtures for code that uses atb (registered as the `atb` pytest11 plugin).
 
-- `sqlite_db`: a fresh in-memory SQLite database per test, schema built by the migrations, bound
-  to the proxy. Shared-cache, so threads in a test see the same data. For fast logic checks only.
+- `sqlite_db`: a fresh in-memory SQLite database per test, bound to the proxy. The migrations run
+  once per run into a template database that each test gets a copy of (`sqlite3` backup, about a
+  millisecond). Shared-cache, so threads in a test see the same data. For fast logic checks only.
 - `pg_server_url`: a PostgreSQL server for the whole run: `TEST_DATABASE_URL` when set (its server
-  is used; a scratch database is created there), else the embedded server under `.atb/`.
+  is used; a scratch database is created there), else the embedded server under `.atb/` (started
+  if needed). When neither is available the PostgreSQL tests skip, or fail with
+  `ATB_REQUIRE_PG=1` (what `./scripts/test` and CI set), so a suite cannot pass by skipping.
 - `pg_database_url`: a scratch database, migrated to head once per run.
 - `pg_db`: that database bound to the proxy for one test; every table is emptied afterwards.
 - `make_pg_database`: factory for further empty scratch databases (dropped at the end of the run).
 - `make_migrated_pg_database`: the same, each database migrated to head.
+
+Every test that uses one of the PostgreSQL fixtures (directly or through another fixture) is
+marked `postgres` automatically, so `-m "not postgres"` runs the SQLite-only tests;
+`mark_postgres_fixtures(name, ...)` adds a project's own fixtures to that rule.
 
 Plain functions for tests that drive PostgreSQL by URL: `execute_sql(url, *statements)`,
 `migrate_to_head(url)`, `create_scratch_database`, `drop_database`, `url_with_database`.
@@ -28,9 +35,53 @@ import pytest
 from atb.db import connection
 from atb.db.settings import DatabaseSettings, build_url, parse_url, redact_url
 
+POSTGRES_FIXTURES: set[str] = {
+    "pg_server_url",
+    "pg_database_url",
+    "pg_db",
+    "make_pg_database",
+    "make_migrated_pg_database",
+    "make_pgbouncer",
+}
+"""Fixtures whose tests get the `postgres` mark (their dependants are covered too)."""
+
+REQUIRE_PG_VARIABLE = "ATB_REQUIRE_PG"
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "postgres: needs a real PostgreSQL server")
+    config.addinivalue_line(
+        "markers", "postgres: needs a real PostgreSQL server (embedded, or TEST_DATABASE_URL)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if POSTGRES_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
+
+
+def mark_postgres_fixtures(*names: str) -> None:
+    """Tests using any of these fixtures also get the `postgres` mark (call from a conftest)."""
+    POSTGRES_FIXTURES.update(names)
+
+
+def postgres_required() -> bool:
+    """True when ATB_REQUIRE_PG is set to 1 (./scripts/test and CI): no PostgreSQL is a failure."""
+    return os.environ.get(REQUIRE_PG_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
+
+
+def skip_or_fail_without_postgres(reason: str, *, module: bool = False) -> None:
+    """Skip the test (or the whole module), or fail when `ATB_REQUIRE_PG=1`: PostgreSQL tests
+    must not pass by skipping."""
+    if postgres_required():
+        pytest.fail(
+            f"{reason} ({REQUIRE_PG_VARIABLE}=1: PostgreSQL tests may not skip)", pytrace=False
+        )
+    pytest.skip(
+        f"{reason}; set TEST_DATABASE_URL, or {REQUIRE_PG_VARIABLE}=1 to fail instead",
+        allow_module_level=module,
+    )
 
 
 def _admin_connect(url: str):
@@ -122,17 +173,45 @@ def settings_for_tests(url: str, **overrides) -> DatabaseSettings:
     return replace(base, **{"pool_timeout": 5, "connect_timeout": 3, **overrides})
 
 
-def bind_sqlite(name: str | None = None) -> pw.SqliteDatabase:
-    """Bind a fresh shared-cache in-memory SQLite database and migrate it to head."""
-    from atb.db.migrate import apply_pending_migrations
+def _new_sqlite(name: str) -> pw.SqliteDatabase:
+    from atb.db.sqlalchemy_hints import HintedSqliteDatabase
 
-    name = name or f"atb_{uuid.uuid4().hex}"
-    db = pw.SqliteDatabase(
+    return HintedSqliteDatabase(
         f"file:{name}?mode=memory&cache=shared", uri=True, pragmas={"foreign_keys": 1}
     )
+
+
+# migrations folder and its files' (name, mtime) -> an open in-memory database migrated to head
+_sqlite_templates: dict[tuple, pw.SqliteDatabase] = {}
+
+
+def _migrated_sqlite_template() -> pw.SqliteDatabase:
+    """An in-memory database migrated to head, built once per run (per migration folder)."""
+    from atb.db.migrate import apply_pending_migrations, migrations_dir
+
+    folder = migrations_dir()
+    try:
+        files = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.py")))
+    except OSError:
+        files = ()
+    key = (str(folder), files)
+    template = _sqlite_templates.get(key)
+    if template is None:
+        template = _new_sqlite(f"atb_template_{uuid.uuid4().hex}")
+        template.connect()  # migrated through its own handle: the models' binding is untouched
+        apply_pending_migrations(db=template)
+        _sqlite_templates[key] = template
+    return template
+
+
+def bind_sqlite(name: str | None = None) -> pw.SqliteDatabase:
+    """Bind a fresh shared-cache in-memory SQLite database at head (a copy of the migrated template)."""
+    template = _migrated_sqlite_template()
+    db = _new_sqlite(name or f"atb_{uuid.uuid4().hex}")
     connection.bind(db, replace=True)
     db.connect()
-    apply_pending_migrations(db=db)
+    # The template's own connection stays open for the run: closing it would free the database.
+    template.connection().backup(db.connection())
     return db
 
 
@@ -158,8 +237,8 @@ def pg_server_url() -> str:
 
     try:
         server = local.start()
-    except Exception as exc:  # no wheel, no permission: skip rather than error every test
-        pytest.skip(f"no PostgreSQL for integration tests ({exc}); set TEST_DATABASE_URL")
+    except Exception as exc:  # no wheel, no permission: skip (or fail with ATB_REQUIRE_PG=1)
+        skip_or_fail_without_postgres(f"no PostgreSQL for integration tests ({exc})")
     return server.url_for("postgres")
 
 

@@ -6,7 +6,7 @@ the local embedded PostgreSQL server in development:
     DATABASE_URL=postgresql://user@localhost/atb python scripts/demo_session.py
     python scripts/demo_session.py --url postgresql://user@localhost/atb --quiet
 
-Every call here is part of the public API (see ../shared/design/api.md); nothing is cleaned up
+Every call here is part of the public API (README.md, "DatabaseManager methods"); nothing is cleaned up
 afterwards, so the session stays in the database for dashboards to show.
 """
 

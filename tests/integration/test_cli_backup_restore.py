@@ -25,8 +25,6 @@ from atb.db.migrate import HISTORY_TABLE
 from atb.db.models import ALL_MODELS
 from atb.testing import execute_sql, settings_for_tests, url_with_database
 
-pytestmark = pytest.mark.postgres
-
 TABLES = [model._meta.table_name for model in ALL_MODELS] + [HISTORY_TABLE]
 FORMATS = ["atb.dump", "atb.sql.gz"]
 
@@ -60,7 +58,7 @@ def sample_value(field: pw.Field, i: int, made: dict) -> object:
 
 def fill_every_table(url: str, rows: int = 3) -> None:
     """`rows` rows in every atb table, every column set, foreign keys pointing at real parents."""
-    db = connection.connect(settings=settings_for_tests(url))
+    connection.connect(settings=settings_for_tests(url))
     try:
         made: dict = {}
         for model in ALL_MODELS:
@@ -75,7 +73,6 @@ def fill_every_table(url: str, rows: int = 3) -> None:
                 made[model].append(values)
     finally:
         connection.disconnect()
-    assert db is not None
 
 
 def fingerprint(url: str) -> dict[str, tuple]:
@@ -165,6 +162,57 @@ def test_a_failed_backup_leaves_no_file(pg_server_url: str, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert list(tmp_path.iterdir()) == []
     assert "Traceback" not in result.output
+
+
+def test_a_backup_into_missing_folders_creates_them(source_url: str, tmp_path: Path) -> None:
+    target = tmp_path / "backups" / "daily" / "atb.dump"
+    result = atb_db("backup", "--url", source_url, "--output", str(target))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in target.parent.iterdir()) == ["atb.dump", "atb.dump.sha256"]
+
+
+def test_an_unreachable_database_creates_no_folder(pg_server_url: str, tmp_path: Path) -> None:
+    url = url_with_database(pg_server_url, "atb_no_such_db")
+    result = atb_db("backup", "--url", url, "--output", str(tmp_path / "new" / "atb.dump"))
+    assert result.exit_code == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kept", [False, True], ids=["new folders", "existing folder"])
+def test_a_failed_backup_removes_only_the_folders_it_created(
+    kept: bool, source_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atb.db.admin import backup
+    from atb.db.errors import ConfigurationError
+
+    if kept:
+        (tmp_path / "kept").mkdir()
+    target = tmp_path / ("kept" if kept else "new") / "sub" / "atb.dump"
+
+    def failing_backup(settings, output, **kwargs):
+        assert output.parent.is_dir()  # created before pg_dump runs
+        raise ConfigurationError("pg_dump failed")
+
+    monkeypatch.setattr(backup, "backup_database", failing_backup)
+    result = atb_db("backup", "--url", source_url, "--output", str(target))
+    assert result.exit_code == 1 and "pg_dump failed" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == (["kept"] if kept else [])
+    if kept:
+        assert list((tmp_path / "kept").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        ("", "Invalid value for '--output': empty file name; give a file such as backups/atb.dump"),
+        ("   ", "Invalid value for '--output': empty file name"),
+        ("somewhere/", "Invalid value for '--output': 'somewhere/' is a folder; give a file in it"),
+    ],
+)
+def test_an_empty_or_folder_output_is_a_usage_error(output: str, message: str) -> None:
+    result = atb_db("backup", "--url", "postgresql://atb@127.0.0.1:1/atb", "--output", output)
+    assert result.exit_code == 2
+    assert message in result.output
 
 
 def test_a_truncated_archive_fails_midway_and_changes_nothing(

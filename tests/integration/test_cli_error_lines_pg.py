@@ -19,8 +19,6 @@ from atb.db import migrate
 from atb.db.settings import parse_url
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -17,8 +17,6 @@ from atb.db.admin.verify import verify_database
 from atb.db.migrate import apply_pending_migrations
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def pg(make_pg_database: Callable[..., str]) -> Iterator[pw.PostgresqlDatabase]:

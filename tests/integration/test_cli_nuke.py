@@ -12,8 +12,6 @@ from atb.db.migrate import available_migrations
 from atb.db.settings import parse_url
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def cluttered_url(make_migrated_pg_database: Callable[..., str]) -> str:

@@ -11,8 +11,6 @@ from pathlib import Path
 import pytest
 from helpers import CLEAN_ENV, atb_subprocess
 
-pytestmark = pytest.mark.postgres
-
 
 def _at_a_terminal(*args: str) -> tuple[int, str]:
     """`atb *args` with stdin, stdout and stderr on a pseudo-terminal, as a person runs it."""

@@ -14,8 +14,6 @@ from helpers import INSERT_LIVE_SESSION_SQL, atb_db
 from atb.db.migrate import available_migrations
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def railway_url(make_migrated_pg_database: Callable[..., str]) -> str:

@@ -17,8 +17,6 @@ from helpers import atb_db, atb_subprocess
 from atb.db.settings import build_url, parse_url
 from atb.testing import create_scratch_database, drop_database, execute_sql
 
-pytestmark = pytest.mark.postgres
-
 # Unique per run: two test runs sharing a server must not drop each other's role.
 ROLE = f"atb_pw_test_{os.getpid()}"
 SECRET = "s3cr3t-pw"

@@ -13,9 +13,8 @@ from click.testing import Result
 from helpers import atb_db, atb_subprocess
 
 from atb.db import connection
+from atb.db.migrate import available_migrations
 from atb.testing import execute_sql, settings_for_tests, url_with_database
-
-pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
@@ -91,6 +90,7 @@ def test_json_output_has_stable_keys(migrated_url: str) -> None:
         "pending_migrations",
         "unknown_migrations",
         "applied_migrations",
+        "migrated_now",
         "tables",
         "database",
     }
@@ -106,7 +106,44 @@ def test_json_output_has_stable_keys(migrated_url: str) -> None:
     ]
     assert data["tables"]["trades"] == {"rows": 0, "estimated": False}
     assert data["pending_migrations"] == []
+    assert data["applied_migrations"] == list(available_migrations())  # what the database holds
+    assert data["migrated_now"] == []  # what this run applied
     assert data["latency_ms"] >= 0
+
+
+def test_json_tells_what_this_run_applied_apart_from_what_is_applied(
+    make_pg_database: Callable[..., str],
+) -> None:
+    empty = make_pg_database("atb_cli_verify")
+    first = json.loads(verify("--url", empty, "--json", "--apply-migrations").stdout)
+    assert first["ok"] is True
+    assert first["migrated_now"] == first["applied_migrations"] == list(available_migrations())
+    second = json.loads(verify("--url", empty, "--json", "--apply-migrations").stdout)
+    assert second["migrated_now"] == []
+    assert second["applied_migrations"] == list(available_migrations())
+
+
+def test_json_on_an_unreachable_database_is_still_json(pg_server_url: str) -> None:
+    missing = url_with_database(pg_server_url, "atb_no_such_database")
+    result = verify("--url", missing, "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data["ok"] is False
+    assert "atb_no_such_database" in data["error"]
+    assert "atb_no_such_database" in data["database"]
+    assert result.stderr.startswith("Error: ")
+
+
+def test_json_on_an_unreachable_server_masks_the_password() -> None:
+    result = verify("--url", "postgresql://atb:s3cret-pw@127.0.0.1:1/atb", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert data == {
+        "ok": False,
+        "error": data["error"],
+        "database": "postgresql://atb:***@127.0.0.1:1/atb",
+    }
+    assert "s3cret-pw" not in result.output
 
 
 def test_row_counts_are_exact_for_small_tables_and_estimated_for_large_ones(

@@ -15,8 +15,6 @@ from atb.db.migrate import apply_pending_migrations
 from atb.db.models import TradingSession
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 
 def test_a_decimal_with_eighteen_digits_round_trips_exactly(pg_db):
     value = Decimal("9999999999.99999999")

@@ -23,8 +23,6 @@ from atb.db.errors import DatabaseUnavailable
 from atb.db.manager import DatabaseManager
 from atb.testing import migrate_to_head, settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 FREEZE_AT_MOST_S = 60  # the call must come back well before the server is resumed
 
 

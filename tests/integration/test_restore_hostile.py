@@ -22,8 +22,6 @@ from test_cli_backup_restore import backup_of, fingerprint
 
 from atb.testing import execute_sql
 
-pytestmark = pytest.mark.postgres
-
 HOSTILE = {
     "shell": "\\! touch {marker}\n",
     "shell_mid_line": "SELECT pg_catalog.setval('x', 1) \\! touch {marker}\n",
@@ -211,6 +209,18 @@ def test_a_killed_backup_leaves_nothing_behind_for_long(
     made = atb_db("backup", "--url", big_source, "--output", str(target))
     assert made.exit_code == 0, made.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.dump", "big.dump.sha256"]
+
+
+def test_an_interrupted_backup_into_a_new_folder_leaves_no_folder(
+    big_source: str, tmp_path: Path
+) -> None:
+    target = tmp_path / "new" / "nested" / "big.dump"
+    proc = _atb_process("db", "backup", "--url", big_source, "--output", str(target))
+    folder = target.parent
+    stderr = _signal_when(proc, lambda: folder.is_dir() and any(folder.iterdir()), signal.SIGINT)
+    assert proc.returncode == 130, stderr
+    assert "Error: interrupted; nothing was changed" in stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 # --------------------------------------------------------------------------------------------------

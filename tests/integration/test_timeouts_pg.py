@@ -5,8 +5,6 @@ import pytest
 from atb.db import DatabaseError, QueryTimeout, connection
 from atb.testing import settings_for_tests
 
-pytestmark = pytest.mark.postgres
-
 
 def _sql(statement: str):
     return lambda: connection.bound_database().execute_sql(statement)

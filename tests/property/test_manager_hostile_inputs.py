@@ -18,8 +18,6 @@ from atb.db import DuplicateError, ValidationError
 from atb.db.manager import DatabaseManager
 from atb.db.models import Order, Position, Trade
 
-pytestmark = pytest.mark.postgres
-
 HOSTILE = settings(
     max_examples=60,
     deadline=None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import click
 import pytest
 from click.testing import CliRunner
 
@@ -80,7 +79,3 @@ def test_no_documented_command_is_missing_from_the_cli() -> None:
 def test_an_unknown_option_is_a_usage_error() -> None:
     result = CliRunner().invoke(cli, ["db", "verify", "--no-such-option"])
     assert result.exit_code == 2
-
-
-def test_commands_are_click_commands() -> None:
-    assert all(isinstance(db_group.commands[name], click.Command) for name in COMMANDS)

@@ -75,9 +75,10 @@ class VerifyReport:
     latency_ms: float
     pending_migrations: list[str]
     unknown_migrations: list[str]
-    applied_migrations: list[str]
+    applied_migrations: list[str]  # every migration the database records as applied, oldest first
     tables: dict[str, TableCount]
     problems: list[Problem] = field(default_factory=list)
+    migrated_now: list[str] = field(default_factory=list)  # applied by this run (--apply-migrations)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +97,7 @@ class VerifyReport:
             "pending_migrations": list(self.pending_migrations),
             "unknown_migrations": list(self.unknown_migrations),
             "applied_migrations": list(self.applied_migrations),
+            "migrated_now": list(self.migrated_now),
             "tables": {name: asdict(count) for name, count in self.tables.items()},
         }
 
@@ -427,7 +429,8 @@ def verify_database(
         latency_ms=latency_ms,
         pending_migrations=list(state.pending),
         unknown_migrations=list(state.unknown),
-        applied_migrations=applied,
+        applied_migrations=list(state.applied),
         tables=tables,
         problems=problems,
+        migrated_now=applied,
     )

@@ -141,6 +141,7 @@ class Order(BaseModel):
     position = pw.ForeignKeyField(
         Position, column_name="position_id", index=False, backref="orders", on_delete="CASCADE"
     )
+    position_id: int  # the foreign key's raw value (peewee's accessor)
     order_type = EnumField(OrderType)
     status = EnumField(OrderStatus)
     exchange_order_id = pw.CharField(max_length=100, null=True, unique=True)
