@@ -27,6 +27,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from typing import Any
 
 import peewee as pw
 import pytest
@@ -162,7 +163,7 @@ def migrate_to_head(url: str) -> str:
     try:
         apply_pending_migrations(db=db)
     finally:
-        db.close_all()
+        db.close_all()  # type: ignore[attr-defined]
     return url
 
 
@@ -288,7 +289,7 @@ def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
     """The run's PostgreSQL database bound to the proxy for one test, emptied afterwards."""
     db = connection.connect(settings=settings_for_tests(pg_database_url), replace=True)
     try:
-        yield db
+        yield db  # type: ignore[misc]
     finally:
         connection.disconnect()
         cleaner = connection.build_database(settings_for_tests(pg_database_url))
@@ -296,7 +297,7 @@ def pg_db(pg_database_url: str) -> Iterator[pw.PostgresqlDatabase]:
             with cleaner.connection_context():
                 truncate_all(cleaner)
         finally:
-            cleaner.close_all()
+            cleaner.close_all()  # type: ignore[attr-defined]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,7 +364,7 @@ class PgBouncer:
         self.workdir = workdir
         self.port = _free_port()
         self.user = self.server.user or "postgres"
-        self.process = None
+        self.process: Any = None
         host = self.server.host or "/var/run/postgresql"
         self._ini = os.path.join(workdir, "pgbouncer.ini")
         self._log = os.path.join(workdir, "pgbouncer.log")
@@ -408,7 +409,7 @@ class PgBouncer:
         import socket
         import subprocess
 
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if self._account is not None:
             kwargs.update(user=self._account[0], group=self._account[1], extra_groups=[])
         self.process = subprocess.Popen(

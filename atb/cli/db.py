@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -294,7 +295,7 @@ class _ProgressBar:
 
     def __init__(self, label: str) -> None:
         self.label = label
-        self.bar = None
+        self.bar: Any = None
         self.shown = 0
 
     def __call__(self, done: int, total: int) -> None:

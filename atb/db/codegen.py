@@ -93,7 +93,7 @@ def _check_constraints(field: pw.Field) -> list[str]:
 
 
 def _enum_values(field: pw.Field) -> tuple[str, ...]:
-    return tuple(str(member.value) for member in field.enum_class)
+    return tuple(str(member.value) for member in field.enum_class)  # type: ignore[attr-defined]
 
 
 def field_parameters(field: pw.Field) -> dict[str, str]:
@@ -104,7 +104,7 @@ def field_parameters(field: pw.Field) -> dict[str, str]:
             params.pop(name, None)
         if isinstance(field, atb_fields.EnumField):
             params.pop("max_length", None)
-        params = {**field.deconstruct(), **params}
+        params = {**field.deconstruct(), **params}  # type: ignore[attr-defined]
         if isinstance(field, atb_fields.EnumField):
             # Record the values, not a reference to the live enum: see the module docstring.
             params["enum_class"] = (
@@ -146,7 +146,7 @@ def field_to_code(field: pw.Field, *, space: bool = True, **_: object) -> str:
 
 def _fingerprint(field: pw.Field) -> tuple:
     """What makes two versions of a column different for the purposes of a migration."""
-    extra = tuple(sorted(field.deconstruct().items())) if _is_ours(field) else ()
+    extra = tuple(sorted(field.deconstruct().items())) if _is_ours(field) else ()  # type: ignore[attr-defined]
     values = _enum_values(field) if isinstance(field, atb_fields.EnumField) else ()
     return (
         type(field).__name__,
@@ -220,14 +220,14 @@ def index_columns(index: pw.ModelIndex, *, strict: bool = True) -> tuple[str, ..
     """The column names an index covers. An expression index is refused (`strict`, when a
     migration must be generated) or described by its text (when only comparing)."""
     columns = []
-    for part in index._expressions:
+    for part in index._expressions:  # type: ignore[attr-defined]
         if isinstance(part, pw.Field):
             columns.append(part.column_name)
         elif isinstance(part, str):
             columns.append(part.split()[0].strip('"'))
         elif strict:
             raise MigrationError(
-                f"cannot generate a migration for the expression index {index._name!r}; "
+                f"cannot generate a migration for the expression index {index._name!r}; "  # type: ignore[attr-defined]
                 "write it by hand with migrator.sql"
             )
         else:
@@ -236,7 +236,7 @@ def index_columns(index: pw.ModelIndex, *, strict: bool = True) -> tuple[str, ..
 
 
 def _index_signature(index: pw.ModelIndex) -> tuple[tuple[str, ...], bool]:
-    return index_columns(index), bool(index._unique)
+    return index_columns(index), bool(index._unique)  # type: ignore[attr-defined]
 
 
 def _indexes(model: type[pw.Model]) -> dict[tuple[tuple[str, ...], bool], pw.ModelIndex]:
@@ -314,19 +314,52 @@ def diff_model(model: type[pw.Model], source: type[pw.Model], **opts: Any) -> li
         implicit = (
             len(columns) == 1
             and columns[0] in added_columns
-            and isinstance(index._expressions[0], pw.Field)
-            and (index._expressions[0].index or index._expressions[0].unique)
+            and isinstance(index._expressions[0], pw.Field)  # type: ignore[attr-defined]
+            and (index._expressions[0].index or index._expressions[0].unique)  # type: ignore[attr-defined]
         )
-        if not implicit:  # add_fields creates a flagged column's own index
+        if getattr(index, "_where", None) is not None:
+            changes.append(_partial_index_code(table, index))
+        elif not implicit:  # add_fields creates a flagged column's own index
             changes.append(auto.add_index(index))
     return changes
 
 
+def _partial_index_code(table: str, index: pw.ModelIndex) -> str:
+    """`migration_ops.add_partial_index` of a partial index (peewee-migrate drops its WHERE)."""
+    where = index._where  # type: ignore[attr-defined]
+    if not isinstance(where, pw.SQL):
+        raise MigrationError(
+            f"cannot generate a migration for the partial index {index._name!r} unless its "  # type: ignore[attr-defined]
+            "predicate is pw.SQL; write it by hand"
+        )
+    columns = ", ".join(repr(name) for name in index_columns(index))
+    unique = ", unique=True" if index._unique else ""  # type: ignore[attr-defined]
+    return (
+        f"migration_ops.add_partial_index(migrator, {table!r}, {columns}{unique},"
+        f" where=pw.SQL({where.sql!r}))"
+    )
+
+
 def model_to_code(model_type: type[pw.Model], **kwargs: Any) -> str:
-    """peewee-migrate's model source, with table-named indexes (`legacy_table_names = False`)."""
-    code = _original_model_to_code(model_type, **kwargs)
-    marker = f'table_name = "{model_type._meta.table_name}"'
-    return code.replace(marker, f"{marker}\n{auto.INDENT * 2}legacy_table_names = False", 1)
+    """peewee-migrate's model source, with table-named indexes (`legacy_table_names = False`);
+    partial indexes follow the model as their own add_index (Meta.indexes cannot say WHERE)."""
+    meta = model_type._meta
+    partial = [
+        index
+        for index in meta.indexes
+        if isinstance(index, pw.ModelIndex) and getattr(index, "_where", None) is not None
+    ]
+    saved = meta.indexes
+    meta.indexes = [index for index in saved if not any(index is p for p in partial)]
+    try:
+        code = _original_model_to_code(model_type, **kwargs)
+    finally:
+        meta.indexes = saved
+    marker = f'table_name = "{meta.table_name}"'
+    code = code.replace(marker, f"{marker}\n{auto.INDENT * 2}legacy_table_names = False", 1)
+    for index in partial:
+        code += "\n\n" + _partial_index_code(meta.table_name, index)
+    return code
 
 
 _original_model_to_code = auto.model_to_code

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import peewee as pw
 import psycopg2
@@ -101,7 +101,7 @@ _replica = None  # atb.db.replica.ReadReplica when DATABASE_REPLICA_URL is set
 _UNSET = object()
 _deadline = threading.local()
 _default_call_timeout = 15.0
-_exception_wrapper = pw.__exception_wrapper__
+_exception_wrapper = pw.__exception_wrapper__  # type: ignore[attr-defined]  # not in the stubs
 _TIMED_OUT = (
     "the server did not answer within the call time bound (ATB_DB_CALL_TIMEOUT_S); "
     "server frozen or network down?"
@@ -122,7 +122,10 @@ def call_deadline(seconds: float | None) -> Iterator[None]:
 
 def _current_deadline() -> float | None:
     at = getattr(_deadline, "at", _UNSET)
-    return time.monotonic() + _default_call_timeout if at is _UNSET else at
+    return time.monotonic() + _default_call_timeout if at is _UNSET else cast("float | None", at)
+
+
+_IDLE_WAKE_S = 1.0  # the watchdog looks by itself at least this often
 
 
 class _Watchdog:
@@ -134,6 +137,10 @@ class _Watchdog:
         self._fired: set[int] = set()
         self._tokens = 0
         self._thread: threading.Thread | None = None
+        # When the thread next wakes by itself (0.0: only when told). A round trip due later
+        # needs no notify: waking the thread on every round trip cost more CPU than the rest of
+        # a single-row write.
+        self._wakes_at = 0.0
 
     @contextmanager
     def guard(self, conn) -> Iterator[None]:
@@ -148,7 +155,8 @@ class _Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="atb-db-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if not self._wakes_at or at < self._wakes_at:
+                self._cond.notify()
         try:
             yield
         except (psycopg2.Error, pw.DatabaseError, pw.InterfaceError) as exc:
@@ -172,7 +180,9 @@ class _Watchdog:
                         self._fired.add(token)
                         _shut_down(fd)
                 soonest = min((at for at, _ in self._watched.values()), default=None)
-                self._cond.wait(None if soonest is None else max(0.0, soonest - now))
+                idle_wake = now + _IDLE_WAKE_S
+                self._wakes_at = idle_wake if soonest is None else min(soonest, idle_wake)
+                self._cond.wait(max(0.0, self._wakes_at - now))
 
 
 def _shut_down(fd: int) -> None:
@@ -215,17 +225,20 @@ _JSONB = pgext.new_type(
 
 
 class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
-    """Peewee's pool, pinging a connection on checkout only when it sat idle for a while.
+    """Peewee's pool, without peewee's `SELECT 1` ping on checkout (unless `ping_after` asks
+    for one after that many idle seconds).
 
-    Peewee (4.3+) sends `SELECT 1` on every checkout; for a connection returned a moment ago that
-    round trip is pure cost. A connection that dies in that window is caught by `run()`'s retry.
+    Peewee (4.3+) sends `SELECT 1` on every checkout: a round trip per call for a bot that logs
+    once a minute. A connection that died while idle fails its first statement instead, before
+    any commit, and `run()` discards it and retries the work once on a fresh connection; the
+    caller-driven transactions of `get_session()` check theirs out through `checkout_alive`.
 
     The timeouts go with every transaction as `SET LOCAL` in the same query string as its BEGIN
     (or its single autocommit statement): no extra round trip, and no session state left on a
     server connection a PgBouncer hands to another client.
     """
 
-    def __init__(self, *args, ping_after: float = 1.0, transaction_sql: str = "", **kwargs):
+    def __init__(self, *args, ping_after: float | None = None, transaction_sql: str = "", **kwargs):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
         self._transaction_sql = transaction_sql
@@ -327,7 +340,9 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         if conn.closed:
             return True
         returned = self._returned_at.get(self.conn_key(conn))
-        if returned is not None and time.monotonic() - returned < self._ping_after:
+        if self._ping_after is None or (
+            returned is not None and time.monotonic() - returned < self._ping_after
+        ):
             return self._adapter.txn_status(conn) == self._adapter.txn_unknown
         with _watchdog.guard(conn):
             return super()._is_closed(conn)
@@ -774,7 +789,7 @@ def _discard_dead_connection(db: pw.Database) -> bool:
     if not _connection_is_dead(db):
         return False
     try:
-        db.manual_close()
+        db.manual_close()  # type: ignore[attr-defined]  # a pool method
     except Exception:
         log.debug("manual_close failed", exc_info=True)
     return True

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import peewee as pw
-from peewee_migrate import Router
-from peewee_migrate.models import MIGRATE_TABLE
 
 from .connection import (
     _driver_error,
@@ -31,6 +31,9 @@ from .connection import (
 )
 from .errors import MigrationError
 
+if TYPE_CHECKING:
+    from peewee_migrate import Router
+
 log = logging.getLogger("atb.db.migrate")
 # peewee-migrate logs a failed migration's whole traceback itself; with no logging configured
 # Python would print it to stderr before our one-line MigrationError. Its records stay here.
@@ -40,7 +43,11 @@ _router_log.addHandler(logging.NullHandler())
 
 # An arbitrary, fixed 64-bit key: "atb-migrate" as bytes, so other apps' locks never collide.
 ADVISORY_LOCK_KEY = int.from_bytes(b"atbmigr8", "big") & 0x7FFF_FFFF_FFFF_FFFF
-HISTORY_TABLE = MIGRATE_TABLE
+# peewee-migrate's history table and migration file names (peewee_migrate.models.MIGRATE_TABLE,
+# Router.filemask; a unit test keeps them equal). Written out so that importing atb.db does not
+# import peewee_migrate's router, which pulls in unittest.mock, asyncio and ssl (~25 ms).
+HISTORY_TABLE = "migratehistory"
+MIGRATION_FILE = re.compile(r"[\d]{3}_[^\.]+\.py$")
 
 
 def migrations_dir() -> Path:
@@ -81,6 +88,8 @@ class MigrationState:
 
 def make_router(db: pw.Database | None = None, directory: Path | None = None) -> Router:
     """A peewee-migrate Router over our migration folder and the bound database."""
+    from peewee_migrate import Router
+
     return Router(
         db or bound_database(), migrate_dir=directory or migrations_dir(), logger=_router_log
     )
@@ -90,7 +99,7 @@ def available_migrations(directory: Path | None = None) -> tuple[str, ...]:
     directory = directory or migrations_dir()
     if not directory.is_dir():
         raise MigrationError(f"migration folder {directory} does not exist")
-    return tuple(sorted(p.stem for p in directory.iterdir() if Router.filemask.match(p.name)))
+    return tuple(sorted(p.stem for p in directory.iterdir() if MIGRATION_FILE.match(p.name)))
 
 
 def applied_migrations(db: pw.Database | None = None) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import peewee as pw
 
@@ -20,7 +20,7 @@ from .errors import MigrationError
 @functools.cache
 def frozen_enum(name: str, values: tuple[str, ...]) -> type[enum.StrEnum]:
     """An enum with exactly `values`, as a migration recorded them (the live enum may have moved on)."""
-    return enum.StrEnum(name, [(value, value) for value in values])
+    return cast("type[enum.StrEnum]", enum.StrEnum(name, [(value, value) for value in values]))
 
 
 def _index_column_names(meta: pw.Metadata, names: Sequence[str]) -> list[str]:
@@ -68,6 +68,9 @@ def drop_index(migrator: Any, table: str, *names: str) -> None:
         field.index = field.unique = False
 
     def keeps(entry: Any) -> bool:
+        if isinstance(entry, pw.ModelIndex):  # a partial index (add_partial_index)
+            fields = entry._expressions  # type: ignore[attr-defined]
+            return [f.column_name for f in fields if isinstance(f, pw.Field)] != columns
         if isinstance(entry, (list, tuple)) and len(entry) == 2:
             parts = [part.split()[0] if isinstance(part, str) else part for part in entry[0]]
             parts = [p.name if isinstance(p, pw.Field) else p for p in parts]
@@ -83,6 +86,25 @@ def drop_index(migrator: Any, table: str, *names: str) -> None:
                 database.execute_sql(f'DROP INDEX IF EXISTS "{name}"')
 
     run.__name__ = f"drop_index_{table}_{'_'.join(columns)}"
+    migrator.run(run)
+
+
+def add_partial_index(
+    migrator: Any, table: str, *names: str, where: pw.SQL, unique: bool = False
+) -> None:
+    """Create an index over these fields of the rows matching `where` (peewee-migrate's
+    add_index keeps no predicate in the model state, and a table created in the same migration
+    would get a plain index of the same name first). The model state records it as declared."""
+    model = migrator.orm[table]
+    index = pw.ModelIndex(model, [model._meta.fields[name] for name in names], unique, where=where)
+    model._meta.indexes.append(index)
+    database = migrator.__database__
+
+    def run() -> None:
+        # IF NOT EXISTS: a create_model of the same migration has already made it from the state.
+        database.execute_sql(*database.get_sql_context().sql(index.safe(True)).query())
+
+    run.__name__ = f"add_partial_index_{table}_{'_'.join(names)}"
     migrator.run(run)
 
 
@@ -109,7 +131,7 @@ def sqlite_foreign_keys_off(migrator: Any, database: pw.Database, *, fake: bool 
         )
     database.commit()  # nothing has been written in this transaction yet
     database.pragma("foreign_keys", 0)
-    top._begin()
+    top._begin()  # type: ignore[attr-defined]
     commit, rollback = top.commit, top.rollback
 
     def check_then_commit(begin: bool = True) -> None:
@@ -132,4 +154,4 @@ def sqlite_foreign_keys_off(migrator: Any, database: pw.Database, *, fake: bool 
         finally:
             database.pragma("foreign_keys", 1)
 
-    top.commit, top.rollback = check_then_commit, rollback_then_restore
+    top.commit, top.rollback = check_then_commit, rollback_then_restore  # type: ignore[method-assign]

@@ -81,10 +81,10 @@ def measure(db: pw.Database, url: str, max_lag_s: int) -> ReplicaHealth:
     except DatabaseError as exc:
         return ReplicaHealth(url, False, None, None, max_lag_s, f"unreachable: {_line(exc)}")
     if not in_recovery:
-        problem = "not a standby (pg_is_in_recovery() is false): not a replica of the primary"
-        return ReplicaHealth(url, True, False, None, max_lag_s, problem)
+        standby = "not a standby (pg_is_in_recovery() is false): not a replica of the primary"
+        return ReplicaHealth(url, True, False, None, max_lag_s, standby)
     lag_s = math.inf if lag is None else max(0.0, float(lag))
-    problem = None
+    problem: str | None = None
     if lag_s > max_lag_s:
         shown = (
             "unknown (not streaming, nothing replayed)" if lag_s == math.inf else f"{lag_s:.1f} s"

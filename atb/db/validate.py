@@ -12,11 +12,21 @@ import enum
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
+
+import peewee as pw
 
 from .enums import OrderStatus, PartialOperationType, PositionSide, TradeSource
 from .errors import ValidationError
-from .fields import MONEY_DIGITS, MONEY_PLACES, as_utc, to_json_safe
+from .fields import (
+    MONEY_DIGITS,
+    MONEY_PLACES,
+    EnumField,
+    JsonField,
+    MoneyField,
+    as_utc,
+    to_json_safe,
+)
 from .jsoncodec import JsonRefused
 
 E = TypeVar("E", bound=enum.Enum)
@@ -44,6 +54,24 @@ def _allowed(enum_class: type[enum.Enum], aliases: Mapping[str, Any] | None) -> 
     return text
 
 
+@overload
+def enum_value(
+    field: str,
+    value: Any,
+    enum_class: type[E],
+    *,
+    aliases: Mapping[str, E] | None = None,
+    optional: Literal[False] = False,
+) -> E: ...
+@overload
+def enum_value(
+    field: str,
+    value: Any,
+    enum_class: type[E],
+    *,
+    aliases: Mapping[str, E] | None = None,
+    optional: bool,
+) -> E | None: ...
 def enum_value(
     field: str,
     value: Any,
@@ -92,6 +120,24 @@ def operation_type(value: Any, field: str = "operation_type") -> PartialOperatio
     return enum_value(field, value, PartialOperationType)
 
 
+@overload
+def money(
+    field: str,
+    value: Any,
+    *,
+    optional: Literal[False] = False,
+    positive: bool = False,
+    non_negative: bool = False,
+) -> decimal.Decimal: ...
+@overload
+def money(
+    field: str,
+    value: Any,
+    *,
+    optional: bool,
+    positive: bool = False,
+    non_negative: bool = False,
+) -> decimal.Decimal | None: ...
 def money(
     field: str,
     value: Any,
@@ -146,12 +192,30 @@ def _to_decimal(field: str, value: Any) -> decimal.Decimal:
         if isinstance(value, float):
             return decimal.Decimal(repr(value))
         if isinstance(value, numbers.Rational) and not isinstance(value, int):
-            return decimal.Decimal(value.numerator) / decimal.Decimal(value.denominator)
+            return decimal.Decimal(int(value.numerator)) / decimal.Decimal(int(value.denominator))
         return decimal.Decimal(value.strip() if isinstance(value, str) else value)
     except (decimal.InvalidOperation, ValueError, TypeError):
         raise ValidationError(field, f"{value!r} is not a number") from None
 
 
+@overload
+def integer(
+    field: str,
+    value: Any,
+    *,
+    optional: Literal[False] = False,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int: ...
+@overload
+def integer(
+    field: str,
+    value: Any,
+    *,
+    optional: bool,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None: ...
 def integer(
     field: str,
     value: Any,
@@ -192,6 +256,24 @@ def integer(
     return number
 
 
+@overload
+def text(
+    field: str,
+    value: Any,
+    max_length: int | None = None,
+    *,
+    optional: Literal[False] = False,
+    allow_empty: bool = False,
+) -> str: ...
+@overload
+def text(
+    field: str,
+    value: Any,
+    max_length: int | None = None,
+    *,
+    optional: bool,
+    allow_empty: bool = False,
+) -> str | None: ...
 def text(
     field: str,
     value: Any,
@@ -222,6 +304,10 @@ def text(
     return value
 
 
+@overload
+def timestamp(field: str, value: Any, *, optional: Literal[False] = False) -> dt.datetime: ...
+@overload
+def timestamp(field: str, value: Any, *, optional: bool) -> dt.datetime | None: ...
 def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime | None:
     """An aware UTC datetime: aware inputs converted, naive ones taken as UTC, ISO strings parsed."""
     if value is None:
@@ -244,7 +330,12 @@ def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime 
     raise ValidationError(field, f"{value!r} is not a datetime")
 
 
+@overload
+def flag(field: str, value: Any, *, optional: Literal[False] = False) -> bool: ...
+@overload
+def flag(field: str, value: Any, *, optional: bool) -> bool | None: ...
 def flag(field: str, value: Any, *, optional: bool = False) -> bool | None:
+    """True or False (a numpy bool too); anything else is refused."""
     if value is None:
         if optional:
             return None
@@ -274,6 +365,22 @@ def json_payload(field: str, value: Any, *, optional: bool = True) -> Any:
         raise ValidationError(where, refused.reason) from None
 
 
+@overload
+def choice(
+    field: str,
+    value: Any,
+    allowed: tuple[str, ...],
+    *,
+    optional: Literal[False] = False,
+) -> str: ...
+@overload
+def choice(
+    field: str,
+    value: Any,
+    allowed: tuple[str, ...],
+    *,
+    optional: bool,
+) -> str | None: ...
 def choice(
     field: str,
     value: Any,
@@ -294,3 +401,56 @@ def choice(
             if option.lower() == key:
                 return option
     raise ValidationError(field, f"{value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+# ---- validation read from the models ------------------------------------------------------------
+
+
+_ENUM_ALIASES: dict[type[enum.Enum], Mapping[str, Any]] = {
+    PositionSide: SIDE_ALIASES,
+    OrderStatus: ORDER_STATUS_ALIASES,
+}
+
+
+def column(field: pw.Field, value: Any, *, name: str | None = None, **rules: Any) -> Any:
+    """`value` cleaned for one model column: the kind, max_length and nullability come from the
+    field; `rules` add what the model cannot say (positive=True, non_negative=True, minimum=...,
+    aliases=..., allow_empty=True, optional=True for an argument with a default). Errors name
+    `name`, else the column (`position_id` for a foreign key)."""
+    label = name or (field.column_name if isinstance(field, pw.ForeignKeyField) else field.name)
+    optional = rules.pop("optional", field.null)
+    if isinstance(field, EnumField):
+        rules.setdefault("aliases", _ENUM_ALIASES.get(field.enum_class))
+        return enum_value(label, value, field.enum_class, optional=optional, **rules)
+    if isinstance(field, MoneyField):
+        return money(label, value, optional=optional, **rules)
+    if isinstance(field, JsonField):
+        return json_payload(label, value, optional=optional)
+    if isinstance(field, pw.DateTimeField):
+        return timestamp(label, value, optional=optional)
+    if isinstance(field, pw.BooleanField):
+        return flag(label, value, optional=optional)
+    if isinstance(field, pw.ForeignKeyField):
+        return integer(label, value, optional=optional, minimum=rules.pop("minimum", 1), **rules)
+    if isinstance(field, pw.IntegerField):
+        return integer(label, value, optional=optional, **rules)
+    if isinstance(field, (pw.CharField, pw.TextField)):
+        length = getattr(field, "max_length", None)
+        return text(label, value, length, optional=optional, **rules)
+    raise TypeError(f"no validation for {type(field).__name__} {field.name}")
+
+
+def clean(
+    model: type[pw.Model],
+    rules: Mapping[str, Mapping[str, Any]] | None = None,
+    /,
+    **values: Any,
+) -> dict[str, Any]:
+    """Caller values keyed by field name, cleaned column by column as the model declares them
+    (see `column`); `rules` maps a field name to its extra rules. Field names the model lacks
+    are a programming error (KeyError)."""
+    fields = model._meta.fields
+    extra = rules or {}
+    return {
+        name: column(fields[name], value, **extra.get(name, {})) for name, value in values.items()
+    }

@@ -27,6 +27,7 @@ import peewee as pw
 from atb.db import connection
 from atb.db.enums import EventType, PositionStatus
 from atb.db.models import AccountHistory, Order, Position, SystemEvent, Trade, TradingSession
+from atb.db.models.base import BaseModel
 
 T = TypeVar("T")
 SEVERITIES = ("info", "warning", "error", "critical")
@@ -59,7 +60,7 @@ class TableSpec:
     """What a paged table may be sorted by; `leading` keys (e.g. open positions first) always
     come before the chosen column."""
 
-    model: type[pw.Model]
+    model: type[BaseModel]
     columns: tuple[Column, ...]
     default: str
     leading: tuple[tuple[Any, bool], ...] = ()
@@ -109,7 +110,7 @@ def _beyond(keys: Sequence[tuple[Any, bool]], values: Sequence[Any]) -> pw.Expre
 
 def keyset_page(
     spec: TableSpec,
-    query: pw.ModelSelect,
+    query: Any,
     *,
     sort: str | None,
     direction: str | None,
@@ -457,7 +458,8 @@ class EquityCurve:
 
 def _bucket(row: Sequence[Any]) -> EquityBucket:
     _index, n, low, high, first_ts, last_ts, first_eq, last_eq = row
-    ts, money = AccountHistory.timestamp, AccountHistory.equity
+    ts: Any = AccountHistory.timestamp
+    money: Any = AccountHistory.equity
     return EquityBucket(
         start=ts.python_value(first_ts), end=ts.python_value(last_ts), count=int(n),
         low=money.python_value(low), high=money.python_value(high),

@@ -69,7 +69,9 @@ def link(prefix: str = "", **changes: Any) -> str:
             args.pop(key, None)
         else:
             args[key] = str(value)
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
+    endpoint: Any = request.endpoint
+    params: dict[str, Any] = {**(request.view_args or {}), **args}
+    return url_for(endpoint, **params)
 
 
 @bp.get("/")

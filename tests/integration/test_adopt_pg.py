@@ -30,6 +30,7 @@ from atb.db import connection
 from atb.db.admin.adopt import ADOPTED_COMMENT, ForeignSchemaError
 from atb.db.errors import MigrationError
 from atb.db.manager import DatabaseManager
+from atb.db.migrate import available_migrations
 from atb.db.settings import parse_url
 from atb.testing import execute_sql, settings_for_tests
 
@@ -116,7 +117,7 @@ def test_a_database_migrated_over_by_mistake_is_refused_and_adoptable(legacy_url
     db = connection.build_database(settings_for_tests(legacy_url))
     try:
         with db.connection_context():
-            assert make_router(db).run() == ["001_initial"]
+            assert make_router(db).run("001_initial") == ["001_initial"]
     finally:
         db.close_all()
     before = snapshot(legacy_url)
@@ -219,7 +220,8 @@ def test_adopt_keeps_every_row_and_reaches_head(legacy_url, tmp_path: Path) -> N
     assert execute_sql(legacy_url, "SELECT obj_description('alembic_version'::regclass)") == [
         (ADOPTED_COMMENT,)
     ]
-    assert execute_sql(legacy_url, "SELECT name FROM migratehistory") == [("001_initial",)]
+    history = execute_sql(legacy_url, "SELECT name FROM migratehistory ORDER BY id")
+    assert [name for (name,) in history] == list(available_migrations())
 
 
 def test_database_manager_works_on_the_adopted_database(legacy_url) -> None:
@@ -513,11 +515,12 @@ def test_later_migrations_are_applied_in_the_same_adopt(legacy_url, tmp_path: Pa
         encoding="utf-8",
     )
     env = {"ATB_MIGRATIONS_DIR": str(folder)}
+    names = available_migrations(folder)
     plan = atb_db("adopt", "--plan", "--url", legacy_url, env=env)
-    assert "then 099_test_index applied" in plan.output
+    assert f"then {', '.join(names[1:])} applied" in plan.output
     result = atb_db("adopt", "--url", legacy_url, "--yes", "--no-backup", env=env)
     assert result.exit_code == 0, result.output
-    assert "001_initial, 099_test_index recorded as applied" in result.output
+    assert f"{', '.join(names)} recorded as applied" in result.output
     status = atb_db("status", "--url", legacy_url, env=env)
     assert status.exit_code == 0 and "[x] 099_test_index" in status.output
     # the later migration's index replaces the earlier layer's copy: no duplicate is left
@@ -528,9 +531,8 @@ def test_later_migrations_are_applied_in_the_same_adopt(legacy_url, tmp_path: Pa
     )
     assert indexes == [("trades_entry_time",)]
     assert "index ix_trades_entry_time dropped (duplicates trades_entry_time" in result.output
-    assert execute_sql(legacy_url, "SELECT name FROM migratehistory ORDER BY id") == [
-        ("001_initial",), ("099_test_index",),
-    ]  # fmt: skip
+    history = execute_sql(legacy_url, "SELECT name FROM migratehistory ORDER BY id")
+    assert [name for (name,) in history] == list(names)
 
 
 def test_adopt_api_rolls_back_when_told_to_stop_before_commit(legacy_url) -> None:

@@ -503,7 +503,7 @@ def test_active_positions_come_with_their_orders(manager: DatabaseManager, sessi
     assert active["side"] == "LONG" and active["status"] == "OPEN"
 
 
-def test_active_positions_take_two_queries_whatever_their_number(
+def test_active_positions_take_one_statement_whatever_their_number(
     manager: DatabaseManager, session_id: int, statements: list
 ) -> None:
     for _ in range(30):
@@ -512,7 +512,7 @@ def test_active_positions_take_two_queries_whatever_their_number(
 
     assert len(manager.get_active_positions()) == 30
 
-    assert len(statements) == 2
+    assert len(statements) == 1
 
 
 def test_marking_and_closing_a_position_are_single_statements(

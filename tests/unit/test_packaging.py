@@ -46,6 +46,28 @@ def test_public_face_exposes_the_manager_lazily():
 
 
 @pytest.mark.slow
+def test_importing_the_manager_leaves_peewee_migrate_unimported(tmp_path):
+    code = (
+        "import sys; from atb.db import DatabaseManager; "
+        "print(sorted(m for m in ('peewee_migrate', 'unittest.mock', 'asyncio') if m in sys.modules))"
+    )
+
+    result = run_python(code, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_the_migration_history_names_match_peewee_migrate():
+    from peewee_migrate import Router
+    from peewee_migrate.models import MIGRATE_TABLE
+
+    from atb.db import migrate
+
+    assert migrate.HISTORY_TABLE == MIGRATE_TABLE
+    assert migrate.MIGRATION_FILE.pattern == Router.filemask.pattern
+
+
 def test_the_wheel_ships_the_migrations_and_finds_them_when_installed(tmp_path):
     build = subprocess.run(
         [

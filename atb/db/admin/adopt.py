@@ -747,15 +747,15 @@ class _Planner:
         for ix in live:
             if ix.name in claimed:
                 continue
-            signature = (ix.columns, ix.unique)
+            wanted_key = (ix.columns, ix.unique)
             if (
-                signature in wanted
-                or signature in seen
+                wanted_key in wanted
+                or wanted_key in seen
                 or (not ix.unique and ix.columns in wanted_columns)
             ):
                 drops.append(ix)
             else:
-                seen.add(signature)
+                seen.add(wanted_key)
                 self.plan.kept_indexes.append((table, ix.name))
                 self.plan.kept.append(
                     f"{table}: index {ix.name} on ({', '.join(ix.columns)}) is not atb's, kept"

@@ -210,7 +210,7 @@ SELECT t.relname, i.relname, ix.indisunique, ix.indisprimary,
              JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.attnum
              WHERE k.ord <= ix.indnkeyatts
              ORDER BY k.ord),
-       ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL
+       ix.indexprs IS NOT NULL
 FROM pg_index ix
 JOIN pg_class t ON t.oid = ix.indrelid
 JOIN pg_class i ON i.oid = ix.indexrelid
@@ -352,8 +352,10 @@ def _read_catalog(db: pw.Database) -> dict:
     for table, _name, definition, check_columns in _rows(db, _CHECKS_SQL):
         checks.setdefault(table, []).append((list(check_columns), definition))
     indexes: dict[str, set[tuple[tuple[str, ...], bool]]] = {}
-    for table, _name, unique, primary, columns_of_index, partial in _rows(db, _INDEXES_SQL):
-        if primary or partial:
+    # A partial index counts for its columns (models declare some: positions' open ones); an
+    # expression index describes no columns.
+    for table, _name, unique, primary, columns_of_index, expression in _rows(db, _INDEXES_SQL):
+        if primary or expression:
             continue
         indexes.setdefault(table, set()).add((tuple(columns_of_index), bool(unique)))
     fks: dict[str, dict[str, str]] = {}

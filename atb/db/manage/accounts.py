@@ -19,7 +19,17 @@ from .base import ManagerBase
 from .statements import insert_row
 
 MANUAL_REASON_PREFIX = "Manual adjustment: "
-_UPDATE_REASON_LENGTH = 200
+_SNAPSHOT_RULES: dict[str, dict[str, Any]] = {
+    "balance": {"non_negative": True},
+    "open_positions": {"minimum": 0, "optional": False},
+    "total_exposure": {"non_negative": True, "optional": False},
+    "drawdown": {"non_negative": True, "optional": False},
+    "margin_used": {"non_negative": True, "optional": True},
+    "margin_available": {"optional": True},
+    "daily_pnl": {"optional": True},
+    "equity": {"optional": False},
+    "total_pnl": {"optional": False},
+}
 
 
 def _float(value: Any) -> float | None:
@@ -35,7 +45,7 @@ def lock_session_ledger(sid: int) -> bool:
     """
     query = TradingSession.select(TradingSession.id).where(TradingSession.id == sid)
     if connection.is_postgres():
-        query = query.for_update("FOR NO KEY UPDATE")
+        query = query.for_update("FOR NO KEY UPDATE")  # type: ignore[arg-type]  # stubs: bool only
     return query.scalar() is not None
 
 
@@ -63,27 +73,29 @@ class AccountsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Append one account snapshot; `margin_available` defaults to balance − margin used."""
-        balance = validate.money("balance", balance, non_negative=True)
-        margin_used = validate.money("margin_used", margin_used, optional=True, non_negative=True)
-        margin_used = 0 if margin_used is None else margin_used
-        available = validate.money("margin_available", margin_available, optional=True)
+        row = validate.clean(
+            AccountHistory,
+            _SNAPSHOT_RULES,
+            balance=balance,
+            equity=equity,
+            total_pnl=total_pnl,
+            daily_pnl=daily_pnl,
+            open_positions=open_positions,
+            total_exposure=total_exposure,
+            drawdown=drawdown,
+            margin_used=margin_used,
+            margin_available=margin_available,
+        )
         now = utc_now()
-        row = {
-            "timestamp": validate.timestamp("timestamp", timestamp, optional=True) or now,
-            "balance": balance,
-            "equity": validate.money("equity", equity),
-            "total_pnl": validate.money("total_pnl", total_pnl),
-            "daily_pnl": validate.money("daily_pnl", daily_pnl, optional=True) or 0,
-            "open_positions": validate.integer("open_positions", open_positions, minimum=0),
-            "total_exposure": validate.money("total_exposure", total_exposure, non_negative=True),
-            "drawdown": validate.money("drawdown", drawdown, non_negative=True),
-            "margin_used": margin_used,
-            "margin_available": balance - margin_used if available is None else available,
-            "session": self._session(session_id),
-            "created_at": now,
-        }
-        # insert_row: the statement text is built once, not by peewee on every call.
-        return self._one(lambda: insert_row(AccountHistory, row))
+        row["timestamp"] = (
+            validate.column(AccountHistory.timestamp, timestamp, optional=True) or now
+        )
+        row["daily_pnl"] = row["daily_pnl"] or 0
+        row["margin_used"] = row["margin_used"] or 0
+        if row["margin_available"] is None:
+            row["margin_available"] = row["balance"] - row["margin_used"]
+        row.update(session=self._session(session_id), created_at=now)
+        return self._run_statement(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:
         """The session's newest ledger balance; 0.0 when there is no session or no ledger row."""
@@ -96,7 +108,7 @@ class AccountsMixin(ManagerBase):
             .order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc())
             .limit(1)
         )
-        value = self._one(query.scalar)
+        value = self._run_statement(query.scalar)
         return 0.0 if value is None else float(value)
 
     def update_balance(
@@ -119,7 +131,7 @@ class AccountsMixin(ManagerBase):
             AccountBalance.insert({**stamped, AccountBalance.session: sid}).execute()
             return True
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def manual_balance_adjustment(
         self,
@@ -134,7 +146,8 @@ class AccountsMixin(ManagerBase):
         the event is the new balance of the change committed just before (ledger, else snapshot,
         else initial). Returns False, writing nothing, without a session or for an unknown one.
         """
-        reason = validate.text("reason", reason, _UPDATE_REASON_LENGTH - len(MANUAL_REASON_PREFIX))
+        room = AccountBalance.update_reason.max_length - len(MANUAL_REASON_PREFIX)
+        reason = validate.text("reason", reason, room)
         row = self._balance_row(new_balance, MANUAL_REASON_PREFIX + reason, updated_by, "reason")
         new = float(row[AccountBalance.total_balance])
         who = row[AccountBalance.updated_by]
@@ -149,7 +162,8 @@ class AccountsMixin(ManagerBase):
             # (on PostgreSQL the same statement reads the server's clock for the new row).
             stamp = ledger_time()
             if isinstance(stamp, pw.Node):
-                old, now = self._last_balance_query(sid, stamp).tuples().get()
+                found: Any = self._last_balance_query(sid, stamp).tuples().get()
+                old, now = found
             else:
                 old, now = self._last_balance_query(sid).scalar(), stamp
             old = float(old)
@@ -174,7 +188,7 @@ class AccountsMixin(ManagerBase):
             ).execute()
             return True
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def get_balance_history(
         self, session_id: int | None = None, limit: int = 100
@@ -207,7 +221,7 @@ class AccountsMixin(ManagerBase):
         )
 
     @staticmethod
-    def _last_balance_query(sid: int, *also: Any) -> pw.Query:
+    def _last_balance_query(sid: int, *also: Any) -> pw.ModelSelect[TradingSession]:
         ledger = (
             AccountBalance.select(AccountBalance.total_balance)
             .where(AccountBalance.session == sid)
@@ -236,8 +250,10 @@ class AccountsMixin(ManagerBase):
             AccountBalance.reserved_balance: 0,
             AccountBalance.asset_balances: {},
             AccountBalance.last_updated: utc_now(),
-            AccountBalance.updated_by: validate.text("updated_by", updated_by, 50),
-            AccountBalance.update_reason: validate.text(
-                reason_field, reason, _UPDATE_REASON_LENGTH
+            AccountBalance.updated_by: validate.column(
+                AccountBalance.updated_by, updated_by, optional=False
+            ),
+            AccountBalance.update_reason: validate.column(
+                AccountBalance.update_reason, reason, name=reason_field, optional=False
             ),
         }

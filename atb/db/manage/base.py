@@ -1,13 +1,35 @@
-"""What every manager domain module shares: the current session and running work on the pool."""
+"""What every manager domain module shares: the current session, running work on the pool, and
+the helpers more than one domain needs. Every mixin of DatabaseManager subclasses ManagerBase."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
+import peewee as pw
+
 from .. import connection, validate
+from ..errors import NotFound
 
 T = TypeVar("T")
+
+
+def new_internal_order_id() -> str:
+    """A unique engine-side order reference for orders created without one."""
+    return f"atb-{uuid.uuid4().hex}"
+
+
+@contextmanager
+def missing_parent_is_not_found(parents: str) -> Iterator[None]:
+    """Turn a foreign-key violation into NotFound naming the parent row(s) that may be missing."""
+    try:
+        yield
+    except pw.IntegrityError as exc:
+        if "foreign key" in str(exc).lower():
+            raise NotFound(f"no such {parents}; nothing was written") from exc
+        raise
 
 
 class ManagerBase:
@@ -21,8 +43,14 @@ class ManagerBase:
             return self._current_session_id
         return validate.integer("session_id", session_id, minimum=1)
 
+    def _session_filter(self, session_id: int | None) -> dict[str, int]:
+        """The `session` slot's value of a session-scoped statement: empty for every session
+        (no session given and none current)."""
+        target = self._session(session_id)
+        return {} if target is None else {"session": target}
+
     @staticmethod
-    def _write(work: Callable[[], T]) -> T:
+    def _run_transaction(work: Callable[[], T]) -> T:
         """Run several statements as one transaction (retried once on a dead connection)."""
         return connection.run(work, transaction=True)
 
@@ -33,6 +61,6 @@ class ManagerBase:
         return connection.run(work, transaction=False, replica=True)
 
     @staticmethod
-    def _one(work: Callable[[], T]) -> T:
+    def _run_statement(work: Callable[[], T]) -> T:
         """Run a single statement (or reads): atomic on its own, no BEGIN/COMMIT round trips."""
         return connection.run(work, transaction=False)

@@ -41,6 +41,10 @@ _EXECUTION_PARAMS = (
     "trade_id",
     "timestamp",
 )
+_EXECUTION_RULES = {
+    "price": {"positive": True},
+    **{name: {"non_negative": True} for name in ("position_size", "volume", "volatility")},
+}
 _EXECUTION_REQUIRED = ("strategy_name", "symbol", "signal_type", "action_taken", "price")
 
 
@@ -63,24 +67,25 @@ class EventsMixin(ManagerBase):
     ) -> int:
         """Record a system event; `details` is stored as sanitised JSON. Returns the event id."""
         now = utc_now()
-        row = {
-            "timestamp": validate.timestamp("timestamp", timestamp, optional=True) or now,
-            "event_type": validate.enum_value("event_type", event_type, EventType),
-            "severity": validate.choice("severity", severity, SEVERITIES),
-            "message": validate.text("message", message),
-            "details": validate.json_payload("details", details),
-            "component": validate.text("component", component, 100, optional=True),
-            "error_code": validate.text("error_code", error_code, 50, optional=True),
-            "stack_trace": validate.text(
-                "stack_trace", stack_trace, optional=True, allow_empty=True
-            ),
-            "alert_sent": validate.flag("alert_sent", alert_sent, optional=True) or False,
-            "alert_method": validate.text("alert_method", alert_method, 50, optional=True),
-            "session": self._session(session_id),
-            "created_at": now,
-        }
-        # insert_row: the statement text is built once, not by peewee on every call.
-        return self._one(lambda: insert_row(SystemEvent, row))
+        row = validate.clean(
+            SystemEvent,
+            {"stack_trace": {"allow_empty": True}, "message": {"optional": False}},
+            timestamp=now if timestamp is None else timestamp,
+            event_type=event_type,
+            message=message,
+            details=details,
+            component=component,
+            error_code=error_code,
+            stack_trace=stack_trace,
+            alert_sent=False if alert_sent is None else alert_sent,
+            alert_method=alert_method,
+        )
+        row.update(
+            severity=validate.choice("severity", severity, SEVERITIES),
+            session=self._session(session_id),
+            created_at=now,
+        )
+        return self._run_statement(lambda: insert_row(SystemEvent, row))
 
     def get_recent_events(
         self,
@@ -149,7 +154,7 @@ class EventsMixin(ManagerBase):
             trade_id=trade_id,
             timestamp=timestamp,
         )
-        return self._one(lambda: StrategyExecution.insert(row).execute())
+        return self._run_statement(lambda: insert_row(StrategyExecution, row))
 
     def log_strategy_executions(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
         """Bulk version for backtests: every row is validated first, then all are written in
@@ -176,7 +181,7 @@ class EventsMixin(ManagerBase):
                 raise ValidationError(f"rows[{index}].{exc.field}", str(exc)) from None
         if not clean:
             return []
-        dict_rows = [{field.name: value for field, value in row.items()} for row in clean]
+        dict_rows = clean
 
         def work() -> list[int]:
             ids: list[int] = []
@@ -191,7 +196,7 @@ class EventsMixin(ManagerBase):
                 ids.extend(row[0] for row in cursor)
             return ids
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def _execution_row(
         self,
@@ -213,48 +218,30 @@ class EventsMixin(ManagerBase):
         session_id: Any = None,
         trade_id: Any = None,
         timestamp: Any = None,
-    ) -> dict[Any, Any]:
-        return {
-            StrategyExecution.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
-            or utc_now(),
-            StrategyExecution.strategy_name: validate.text("strategy_name", strategy_name, 100),
-            StrategyExecution.symbol: validate.text("symbol", symbol, 20),
-            StrategyExecution.timeframe: validate.text("timeframe", timeframe, 10, optional=True),
-            StrategyExecution.signal_type: validate.text(
-                "signal_type", signal_type, 20, optional=True
-            ),
-            StrategyExecution.signal_strength: validate.money(
-                "signal_strength", signal_strength, optional=True
-            ),
-            StrategyExecution.confidence_score: validate.money(
-                "confidence_score", confidence_score, optional=True
-            ),
-            StrategyExecution.indicators: validate.json_payload("indicators", indicators),
-            StrategyExecution.sentiment_data: validate.json_payload(
-                "sentiment_data", sentiment_data
-            ),
-            StrategyExecution.ml_predictions: validate.json_payload(
-                "ml_predictions", ml_predictions
-            ),
-            StrategyExecution.action_taken: validate.text(
-                "action_taken", action_taken, 50, optional=True
-            ),
-            StrategyExecution.position_size: validate.money(
-                "position_size", position_size, optional=True, non_negative=True
-            ),
-            StrategyExecution.reasons: validate.json_payload("reasons", reasons),
-            StrategyExecution.price: validate.money("price", price, optional=True, positive=True),
-            StrategyExecution.volume: validate.money(
-                "volume", volume, optional=True, non_negative=True
-            ),
-            StrategyExecution.volatility: validate.money(
-                "volatility", volatility, optional=True, non_negative=True
-            ),
-            StrategyExecution.session: self._session(session_id),
-            StrategyExecution.trade: validate.integer(
-                "trade_id", trade_id, optional=True, minimum=1
-            ),
-        }
+    ) -> dict[str, Any]:
+        row = validate.clean(
+            StrategyExecution,
+            _EXECUTION_RULES,
+            timestamp=utc_now() if timestamp is None else timestamp,
+            strategy_name=strategy_name,
+            symbol=symbol,
+            timeframe=timeframe,
+            signal_type=signal_type,
+            signal_strength=signal_strength,
+            confidence_score=confidence_score,
+            indicators=indicators,
+            sentiment_data=sentiment_data,
+            ml_predictions=ml_predictions,
+            action_taken=action_taken,
+            position_size=position_size,
+            reasons=reasons,
+            price=price,
+            volume=volume,
+            volatility=volatility,
+            trade=trade_id,
+        )
+        row["session"] = self._session(session_id)
+        return row
 
 
 def _event_dict(event: SystemEvent) -> dict[str, Any]:

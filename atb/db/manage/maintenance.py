@@ -9,6 +9,7 @@ most references to a session are SET NULL, which would orphan rows rather than r
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import peewee as pw
 
@@ -94,7 +95,7 @@ class MaintenanceMixin(ManagerBase):
                 for model, condition in plan
             }
 
-        return self._write(count if dry_run else delete)
+        return self._run_transaction(count if dry_run else delete)
 
     def get_table_stats(self) -> dict[str, int]:
         """Exact row counts of every atb table, in one UNION ALL query."""
@@ -102,10 +103,10 @@ class MaintenanceMixin(ManagerBase):
             model.select(pw.Value(model._meta.table_name).alias("name"), pw.fn.COUNT(pw.SQL("*")))
             for model in ALL_MODELS
         ]
-        union = parts[0]
+        union: Any = parts[0]
         for part in parts[1:]:
             union = union.union_all(part)
-        rows = self._one(lambda: list(union.tuples()))
+        rows = self._run_statement(lambda: list(union.tuples()))
         counts = {name: int(rows_) for name, rows_ in rows}
         return {
             model._meta.table_name: counts.get(model._meta.table_name, 0) for model in ALL_MODELS

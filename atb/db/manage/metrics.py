@@ -3,9 +3,9 @@
 `get_performance_metrics` never loads trades into Python: it is one statement, an aggregate over
 `trades` (served by the (session_id, exit_time) index when a session is given) with the drawdown
 as a scalar subquery, a window function over the same session's and window's `account_history`
-rows (served by the (session_id, timestamp) index). Its text is written out below and built once
-per shape (backend, which filters): peewee would rebuild it on every call, which costs about as
-much as running it over a session's thousand trades. Definitions:
+rows (served by the (session_id, timestamp) index). It is a peewee query compiled once per shape
+(backend, which filters): building it on every call would cost about as much as running it over
+a session's thousand trades. Definitions:
 
 - win_rate: winning / total trades × 100 (a trade wins when pnl > 0, loses when pnl < 0).
 - avg_win / avg_loss: mean pnl of winning / losing trades (avg_loss ≤ 0).
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from functools import lru_cache
 from typing import Any
 
 import peewee as pw
@@ -33,6 +32,7 @@ from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import AccountHistory, DynamicPerformanceMetrics, RiskAdjustment, Trade
 from .base import ManagerBase
+from .statements import Slot, Statement, both, insert_row, literal, shape
 
 PERIODS = ("all-time", "daily", "weekly", "monthly")
 _PERIOD_LENGTH = {
@@ -41,6 +41,26 @@ _PERIOD_LENGTH = {
     "monthly": dt.timedelta(days=30),
 }
 PROFIT_FACTOR_CAP = 999999.99
+_NON_NEGATIVE = {"non_negative": True}
+_REQUIRED_COUNT = {"minimum": 0, "optional": False}
+_DYNAMIC_RULES: dict[str, dict[str, Any]] = {
+    **{
+        name: _NON_NEGATIVE
+        for name in ("rolling_win_rate", "current_drawdown", "volatility_30d", "profit_factor",
+                     "avg_trade_duration_hours")
+    },
+    "consecutive_losses": _REQUIRED_COUNT,
+    "consecutive_wins": _REQUIRED_COUNT,
+    "risk_adjustment_factor": {"non_negative": True, "optional": False},
+}  # fmt: skip
+_RISK_RULES: dict[str, dict[str, Any]] = {
+    **{
+        name: _NON_NEGATIVE
+        for name in ("adjustment_factor", "current_drawdown", "volatility_level")
+    },
+    "duration_minutes": {"minimum": 0},
+    "trades_during_adjustment": _REQUIRED_COUNT,
+}
 
 METRIC_KEYS = (
     "total_trades",
@@ -59,33 +79,30 @@ METRIC_KEYS = (
 )
 
 
-# `{p}` is the backend's placeholder; {hours} and {history_where} (and the trades' WHERE) are
-# filled in once per shape by `_metrics_sql`. FILTER (PostgreSQL; SQLite 3.30+) costs about half as much per
-# row as SUM(CASE ...). The ROWS frame gives the same running peak as the default RANGE frame,
-# (timestamp, id) being unique, without comparing every row with its peers.
-_TRADE_AGGREGATES = """SELECT COUNT(*) AS total_trades,
-    COUNT(*) FILTER (WHERE pnl > 0) AS winning_trades,
-    COUNT(*) FILTER (WHERE pnl < 0) AS losing_trades,
-    SUM(pnl) AS total_pnl,
-    SUM(pnl) FILTER (WHERE pnl > 0) AS gross_profit,
-    SUM(pnl) FILTER (WHERE pnl < 0) AS gross_loss,
-    AVG(pnl) FILTER (WHERE pnl > 0) AS avg_win,
-    AVG(pnl) FILTER (WHERE pnl < 0) AS avg_loss,
-    MAX(pnl) AS best_trade,
-    MIN(pnl) AS worst_trade,
-    AVG(pnl_percent) AS mean_pct,
-    AVG(pnl_percent * pnl_percent) AS mean_pct_squared,
-    AVG({hours}) AS avg_hours"""
-_MAX_DRAWDOWN = """,
-    (SELECT MAX((running.peak - running.balance) * 100.0 / running.peak)
-     FROM (SELECT balance,
-                  MAX(balance) OVER (ORDER BY "timestamp", id ROWS UNBOUNDED PRECEDING) AS peak
-           FROM account_history{history_where}
-     ) AS running
-     WHERE running.peak > 0) AS max_drawdown"""
+# FILTER (PostgreSQL; SQLite 3.30+) costs about half as much per row as SUM(CASE ...). The ROWS
+# frame gives the same running peak as the default RANGE frame, (timestamp, id) being unique,
+# without comparing every row with its peers. Constants stay literals (see `statements.literal`).
+_ZERO = literal("0")
+_WINS, _LOSSES = Trade.pnl > _ZERO, Trade.pnl < _ZERO
+_COUNT = pw.fn.COUNT(pw.SQL("*"))
+_TRADE_AGGREGATES = (
+    _COUNT.alias("total_trades"),
+    _COUNT.filter(_WINS).alias("winning_trades"),
+    _COUNT.filter(_LOSSES).alias("losing_trades"),
+    pw.fn.SUM(Trade.pnl).alias("total_pnl"),
+    pw.fn.SUM(Trade.pnl).filter(_WINS).alias("gross_profit"),
+    pw.fn.SUM(Trade.pnl).filter(_LOSSES).alias("gross_loss"),
+    pw.fn.AVG(Trade.pnl).filter(_WINS).alias("avg_win"),
+    pw.fn.AVG(Trade.pnl).filter(_LOSSES).alias("avg_loss"),
+    pw.fn.MAX(Trade.pnl).alias("best_trade"),
+    pw.fn.MIN(Trade.pnl).alias("worst_trade"),
+    pw.fn.AVG(Trade.pnl_percent).alias("mean_pct"),
+    pw.fn.AVG(Trade.pnl_percent * Trade.pnl_percent).alias("mean_pct_squared"),
+)
 _HOURS = {
-    True: "EXTRACT(EPOCH FROM (exit_time - entry_time)) / 3600",
-    False: "(julianday(exit_time) - julianday(entry_time)) * 24",
+    True: pw.fn.EXTRACT(pw.NodeList((pw.SQL("EPOCH FROM"), Trade.exit_time - Trade.entry_time)))
+    / literal("3600"),
+    False: (pw.fn.julianday(Trade.exit_time) - pw.fn.julianday(Trade.entry_time)) * literal("24"),
 }
 _AGGREGATE_NAMES = (
     "total_trades", "winning_trades", "losing_trades", "total_pnl", "gross_profit", "gross_loss",
@@ -94,43 +111,51 @@ _AGGREGATE_NAMES = (
 )  # fmt: skip
 
 
-def _where(conditions: tuple[str, ...]) -> str:
-    return " WHERE " + " AND ".join(conditions) if conditions else ""
+def running_peak() -> pw.ColumnBase:
+    """The highest account balance so far, snapshot by snapshot in (timestamp, id) order: a
+    window over account_history (sessions' and metrics' max drawdown)."""
+    AH = AccountHistory
+    return pw.fn.MAX(AH.balance).over(
+        order_by=[AH.timestamp, AH.id], frame_type=pw.Window.ROWS, start=pw.Window.preceding()
+    )
 
 
-@lru_cache(maxsize=32)
-def _metrics_sql(
+def _window(
+    model: type[pw.Model], time_column: pw.Field, session: bool, start: bool, end: bool
+) -> pw.Node | None:
+    return both(
+        model._meta.fields["session"] == Slot("session") if session else None,
+        time_column >= Slot("start", time_column) if start else None,
+        time_column <= Slot("end", time_column) if end else None,
+    )
+
+
+def _metrics_query(
     postgres: bool, session: bool, start: bool, end: bool, drawdown: bool = True
-) -> str:
-    """The statement for one shape; its parameters are those of `_metrics_params`."""
-
-    def conditions(time_column: str) -> tuple[str, ...]:
-        return tuple(
-            condition
-            for wanted, condition in (
-                (session, "session_id = {p}"),
-                (start, f"{time_column} >= {{p}}"),
-                (end, f"{time_column} <= {{p}}"),
-            )
-            if wanted
-        )
-
-    sql = _TRADE_AGGREGATES.format(hours=_HOURS[postgres])
+) -> pw.Node:
+    """The statement for one shape: the trades' aggregates and, as a scalar subquery, the max
+    drawdown over the same window's account snapshots."""
+    columns: list[pw.Node] = [*_TRADE_AGGREGATES, pw.fn.AVG(_HOURS[postgres]).alias("avg_hours")]
     if drawdown:
-        sql += _MAX_DRAWDOWN.format(history_where=_where(conditions('"timestamp"')))
-    return sql + "\nFROM trades" + _where(conditions("exit_time"))
+        AH = AccountHistory
+        history = AH.select(AH.balance, running_peak().alias("peak"))
+        where = _window(AH, AH.timestamp, session, start, end)
+        running = (history.where(where) if where is not None else history).alias("running")
+        fall = (running.c.peak - running.c.balance) * literal("100.0") / running.c.peak
+        worst = pw.Select([running], [pw.fn.MAX(fall)]).where(running.c.peak > _ZERO)
+        columns.append(worst.alias("max_drawdown"))
+    query = Trade.select(*columns)
+    where = _window(Trade, Trade.exit_time, session, start, end)
+    return query.where(where) if where is not None else query
 
 
-def _metrics_params(
-    start: dt.datetime | None, end: dt.datetime | None, sid: int | None, drawdown: bool = True
-) -> list[Any]:
-    def params(time_field: pw.Field) -> list[Any]:
-        given = [sid]
-        given += [time_field.db_value(value) for value in (start, end)]
-        return [value for value in given if value is not None]
-
-    history = params(AccountHistory.timestamp) if drawdown else []
-    return history + params(Trade.exit_time)
+def _metrics_statement(
+    postgres: bool, session: bool, start: bool, end: bool, drawdown: bool = True
+) -> Statement:
+    return shape(
+        ("metrics", postgres, session, start, end, drawdown),
+        lambda: Statement(lambda: _metrics_query(postgres, session, start, end, drawdown)),
+    )
 
 
 def _number(value: Any) -> float:
@@ -160,13 +185,15 @@ class MetricsMixin(ManagerBase):
         if start is None and end is None and period in _PERIOD_LENGTH:
             start = utc_now() - _PERIOD_LENGTH[period]
         sid = self._session(session_id)
-        db = connection.bound_database()
-        shape = (connection.is_postgres(db), sid is not None, start is not None, end is not None)
-        sql = _metrics_sql(*shape).replace("{p}", db.param)
-        params = _metrics_params(start, end, sid)
-        row = self._dashboard_read(
-            lambda: connection.bound_database().execute_sql(sql, params).fetchone()
-        )
+        params = {"session": sid, "start": start, "end": end}
+
+        def read() -> Any:
+            query = _metrics_statement(
+                connection.is_postgres(), sid is not None, start is not None, end is not None
+            )
+            return query.execute(params).fetchone()
+
+        row = self._dashboard_read(read)
         figures = dict(zip(_AGGREGATE_NAMES, row, strict=True))
         return _metrics_from_aggregates(figures, figures["max_drawdown"])
 
@@ -176,9 +203,11 @@ class MetricsMixin(ManagerBase):
     ) -> pw.RawQuery:
         """The trades part of get_performance_metrics' statement, as a query (for EXPLAIN)."""
         db = connection.bound_database()
-        shape = (connection.is_postgres(db), sid is not None, start is not None, end is not None)
-        sql = _metrics_sql(*shape, drawdown=False).replace("{p}", db.param)
-        return pw.RawQuery(sql, _metrics_params(start, end, sid, drawdown=False), _database=db)
+        query = _metrics_statement(
+            connection.is_postgres(db), sid is not None, start is not None, end is not None, False
+        ).compiled(db)
+        params = query.params({"session": sid, "start": start, "end": end})
+        return pw.RawQuery(query.sql, params, _database=db)
 
     def log_dynamic_performance_metrics(
         self,
@@ -197,47 +226,23 @@ class MetricsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Record a rolling-performance snapshot of a session (explicit or current; required)."""
-        row = {
-            DynamicPerformanceMetrics.timestamp: validate.timestamp(
-                "timestamp", timestamp, optional=True
-            )
-            or utc_now(),
-            DynamicPerformanceMetrics.session: self._required_session(session_id),
-            DynamicPerformanceMetrics.rolling_win_rate: validate.money(
-                "rolling_win_rate", rolling_win_rate, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.rolling_sharpe_ratio: validate.money(
-                "rolling_sharpe_ratio", rolling_sharpe_ratio, optional=True
-            ),
-            DynamicPerformanceMetrics.current_drawdown: validate.money(
-                "current_drawdown", current_drawdown, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.volatility_30d: validate.money(
-                "volatility_30d", volatility_30d, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.consecutive_losses: validate.integer(
-                "consecutive_losses", consecutive_losses, minimum=0
-            ),
-            DynamicPerformanceMetrics.consecutive_wins: validate.integer(
-                "consecutive_wins", consecutive_wins, minimum=0
-            ),
-            DynamicPerformanceMetrics.risk_adjustment_factor: validate.money(
-                "risk_adjustment_factor", risk_adjustment_factor, non_negative=True
-            ),
-            DynamicPerformanceMetrics.profit_factor: validate.money(
-                "profit_factor", profit_factor, optional=True, non_negative=True
-            ),
-            DynamicPerformanceMetrics.expectancy: validate.money(
-                "expectancy", expectancy, optional=True
-            ),
-            DynamicPerformanceMetrics.avg_trade_duration_hours: validate.money(
-                "avg_trade_duration_hours",
-                avg_trade_duration_hours,
-                optional=True,
-                non_negative=True,
-            ),
-        }
-        return self._one(lambda: DynamicPerformanceMetrics.insert(row).execute())
+        row = validate.clean(
+            DynamicPerformanceMetrics,
+            _DYNAMIC_RULES,
+            timestamp=utc_now() if timestamp is None else timestamp,
+            rolling_win_rate=rolling_win_rate,
+            rolling_sharpe_ratio=rolling_sharpe_ratio,
+            current_drawdown=current_drawdown,
+            volatility_30d=volatility_30d,
+            consecutive_losses=consecutive_losses,
+            consecutive_wins=consecutive_wins,
+            risk_adjustment_factor=risk_adjustment_factor,
+            profit_factor=profit_factor,
+            expectancy=expectancy,
+            avg_trade_duration_hours=avg_trade_duration_hours,
+        )
+        row["session"] = self._required_session(session_id)
+        return self._run_statement(lambda: insert_row(DynamicPerformanceMetrics, row))
 
     def log_risk_adjustment(
         self,
@@ -258,40 +263,25 @@ class MetricsMixin(ManagerBase):
         timestamp: dt.datetime | None = None,
     ) -> int:
         """Record one risk-parameter adjustment of a session (explicit or current; required)."""
-        row = {
-            RiskAdjustment.timestamp: validate.timestamp("timestamp", timestamp, optional=True)
-            or utc_now(),
-            RiskAdjustment.session: self._required_session(session_id),
-            RiskAdjustment.adjustment_type: validate.text("adjustment_type", adjustment_type, 50),
-            RiskAdjustment.trigger_reason: validate.text(
-                "trigger_reason", trigger_reason, 200, optional=True
-            ),
-            RiskAdjustment.parameter_name: validate.text("parameter_name", parameter_name, 100),
-            RiskAdjustment.original_value: validate.money("original_value", original_value),
-            RiskAdjustment.adjusted_value: validate.money("adjusted_value", adjusted_value),
-            RiskAdjustment.adjustment_factor: validate.money(
-                "adjustment_factor", adjustment_factor, non_negative=True
-            ),
-            RiskAdjustment.current_drawdown: validate.money(
-                "current_drawdown", current_drawdown, optional=True, non_negative=True
-            ),
-            RiskAdjustment.performance_score: validate.money(
-                "performance_score", performance_score, optional=True
-            ),
-            RiskAdjustment.volatility_level: validate.money(
-                "volatility_level", volatility_level, optional=True, non_negative=True
-            ),
-            RiskAdjustment.duration_minutes: validate.integer(
-                "duration_minutes", duration_minutes, optional=True, minimum=0
-            ),
-            RiskAdjustment.trades_during_adjustment: validate.integer(
-                "trades_during_adjustment", trades_during_adjustment, minimum=0
-            ),
-            RiskAdjustment.pnl_during_adjustment: validate.money(
-                "pnl_during_adjustment", pnl_during_adjustment, optional=True
-            ),
-        }
-        return self._one(lambda: RiskAdjustment.insert(row).execute())
+        row = validate.clean(
+            RiskAdjustment,
+            _RISK_RULES,
+            timestamp=utc_now() if timestamp is None else timestamp,
+            adjustment_type=adjustment_type,
+            trigger_reason=trigger_reason,
+            parameter_name=parameter_name,
+            original_value=original_value,
+            adjusted_value=adjusted_value,
+            adjustment_factor=adjustment_factor,
+            current_drawdown=current_drawdown,
+            performance_score=performance_score,
+            volatility_level=volatility_level,
+            duration_minutes=duration_minutes,
+            trades_during_adjustment=trades_during_adjustment,
+            pnl_during_adjustment=pnl_during_adjustment,
+        )
+        row["session"] = self._required_session(session_id)
+        return self._run_statement(lambda: insert_row(RiskAdjustment, row))
 
     def _required_session(self, session_id: int | None) -> int:
         sid = self._session(session_id)

@@ -7,6 +7,7 @@ from typing import Any
 from .. import validate
 from ..models import OptimizationCycle
 from .base import ManagerBase
+from .statements import insert_row
 
 _JSON_COLUMNS = ("baseline_metrics", "candidate_params", "candidate_metrics", "validator_report")
 
@@ -30,23 +31,20 @@ class OptimizationMixin(ManagerBase):
 
         `decision` is free text up to 20 characters ('propose', 'reject', 'apply' by convention).
         """
-        row = {
-            OptimizationCycle.strategy_name: validate.text("strategy_name", strategy_name, 100),
-            OptimizationCycle.symbol: validate.text("symbol", symbol, 20),
-            OptimizationCycle.timeframe: validate.text("timeframe", timeframe, 10),
-            OptimizationCycle.decision: validate.text("decision", decision, 20, optional=True),
-            OptimizationCycle.session: self._session(session_id),
-        }
-        payloads = dict(
-            zip(
-                _JSON_COLUMNS,
-                (baseline_metrics, candidate_params, candidate_metrics, validator_report),
-                strict=True,
-            )
+        row = validate.clean(
+            OptimizationCycle,
+            None,
+            strategy_name=strategy_name,
+            symbol=symbol,
+            timeframe=timeframe,
+            decision=decision,
+            baseline_metrics=baseline_metrics,
+            candidate_params=candidate_params,
+            candidate_metrics=candidate_metrics,
+            validator_report=validator_report,
         )
-        for name, value in payloads.items():
-            row[getattr(OptimizationCycle, name)] = validate.json_payload(name, value)
-        return self._one(lambda: OptimizationCycle.insert(row).execute())
+        row["session"] = self._session(session_id)
+        return self._run_statement(lambda: insert_row(OptimizationCycle, row))
 
     def fetch_optimization_cycles(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         """Cycles newest first as plain dicts; an unset JSON value reads as `{}`."""

@@ -9,26 +9,55 @@ from __future__ import annotations
 import decimal
 from typing import Any
 
+import peewee as pw
+
 from .. import validate
-from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus, OrderType
+from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import Order
-from .positions import missing_parent_is_not_found, new_internal_order_id
-from .statements import Expr, insert_row, select_rows, update_rows
+from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id
+from .statements import Rows, Slot, Update, both, insert_row, session_scoped
 
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_ORDER_STATUSES))
-_WORKING = tuple(status.value for status in OrderStatus if status not in TERMINAL_ORDER_STATUSES)
-_WORKING_NOW = "status IN (" + ", ".join(f"'{s}'" for s in _WORKING) + ")"
-_WORKING_IN_SESSION = _WORKING_NOW + " AND session_id = {p}"
-_WORKING_ORDER = "id = {p} AND status NOT IN (" + ", ".join(f"'{s}'" for s in _TERMINAL) + ")"
-_FITS = _WORKING_ORDER + " AND quantity >= {p}"
+_WORKING = tuple(status for status in OrderStatus if status not in TERMINAL_ORDER_STATUSES)
+_WORKING_ORDER = (Order.id == Slot("id")) & Order.status.not_in(
+    [s for s in OrderStatus if s in TERMINAL_ORDER_STATUSES]
+)
+_UPDATE_WORKING = Update(Order, _WORKING_ORDER)
+_UPDATE_FITTING = Update(Order, _WORKING_ORDER & (Order.quantity >= Slot("filled")))
 # Compared against the column itself: its numeric affinity converts SQLite's text-bound Decimal.
-_KEEP_LARGER_FILL = "CASE WHEN filled_quantity > {p} THEN filled_quantity ELSE {p} END"
-_STAMPED = {OrderStatus.FILLED: "filled_at", OrderStatus.CANCELLED: "cancelled_at"}
+_KEEP_LARGER_FILL = pw.Case(
+    None, [(Order.filled_quantity > Slot("filled"), Order.filled_quantity)], Slot("filled")
+)
+_WHOLE_ORDER = Order.quantity
+_STAMPED = {
+    OrderStatus.FILLED: (
+        "filled_at",
+        pw.fn.COALESCE(Order.filled_at, Slot("now", Order.filled_at)),
+    ),
+    OrderStatus.CANCELLED: (
+        "cancelled_at",
+        pw.fn.COALESCE(Order.cancelled_at, Slot("now", Order.cancelled_at)),
+    ),
+}
+_OLDEST_FIRST = (Order.created_at, Order.id)
+_OF_POSITION = Rows(
+    Order, lambda query: query.where(Order.position == Slot("position")).order_by(*_OLDEST_FIRST)
+)
+_PENDING = session_scoped(
+    lambda in_session: Rows(
+        Order,
+        lambda query: query.where(both(Order.status.in_(_WORKING), in_session)).order_by(
+            *_OLDEST_FIRST
+        ),
+    ),
+    Order,
+)
+_REFUSAL = Rows(Order, lambda query: query.where(Order.id == Slot("id")))
 
 
-class OrdersMixin:
+class OrdersMixin(ManagerBase):
     """create_order / update_order_status / order reads for DatabaseManager."""
 
     def create_order(
@@ -52,30 +81,29 @@ class OrdersMixin:
         an unknown position raises NotFound. Nothing is written in either case.
         """
         target = validate.integer("position_id", position_id, minimum=1)
-        row = {
-            "position": target,
-            "order_type": validate.enum_value("order_type", order_type, OrderType),
-            "status": OrderStatus.PENDING,
-            "symbol": validate.text("symbol", symbol, 20),
-            "side": validate.side(side),
-            "quantity": validate.money("quantity", quantity, positive=True),
-            "strategy_name": validate.text("strategy_name", strategy_name, 100),
-            "session": self._session(session_id),
-            "price": validate.money("price", price, optional=True, positive=True),
-            "exchange_order_id": validate.text(
-                "exchange_order_id", exchange_order_id, 100, optional=True
-            ),
-            "internal_order_id": validate.text(
-                "internal_order_id", internal_order_id, 100, optional=True
-            )
-            or new_internal_order_id(),
-            "target_level": validate.integer("target_level", target_level, optional=True),
-            "size_fraction": validate.money(
-                "size_fraction", size_fraction, optional=True, non_negative=True
-            ),
-            "filled_quantity": decimal.Decimal(0),
-            "commission": decimal.Decimal(0),
-        }
+        row = validate.clean(
+            Order,
+            {"quantity": {"positive": True}, "price": {"positive": True},
+             "size_fraction": {"non_negative": True}, "internal_order_id": {"optional": True}},
+            order_type=order_type,
+            symbol=symbol,
+            side=side,
+            quantity=quantity,
+            strategy_name=strategy_name,
+            price=price,
+            exchange_order_id=exchange_order_id,
+            internal_order_id=internal_order_id,
+            target_level=target_level,
+            size_fraction=size_fraction,
+        )  # fmt: skip
+        row.update(
+            internal_order_id=row["internal_order_id"] or new_internal_order_id(),
+            position=target,
+            status=OrderStatus.PENDING,
+            session=self._session(session_id),
+            filled_quantity=decimal.Decimal(0),
+            commission=decimal.Decimal(0),
+        )
 
         parents = f"position (id {target})"
         if row["session"] is not None:
@@ -85,7 +113,7 @@ class OrdersMixin:
             with missing_parent_is_not_found(parents):
                 return insert_row(Order, row)
 
-        return self._one(work)
+        return self._run_statement(work)
 
     def update_order_status(
         self,
@@ -111,21 +139,21 @@ class OrdersMixin:
             new_status,
             filled,
             validate.money("filled_price", filled_price, optional=True, positive=True),
-            validate.text("exchange_order_id", exchange_order_id, 100, optional=True),
+            validate.column(Order.exchange_order_id, exchange_order_id),
             validate.money("commission", commission, optional=True),
         )
-        where, params = (_WORKING_ORDER, (target,)) if filled is None else (_FITS, (target, filled))
-        if self._one(lambda: update_rows(Order, changes, where, params)) == 1:
+        update = _UPDATE_WORKING if filled is None else _UPDATE_FITTING
+        params = {"id": target, "filled": filled, "now": utc_now()}
+        if self._run_statement(lambda: update.run(changes, **params)) == 1:
             return True
         return self._refusal(target, filled)
 
     def _refusal(self, order_id: int, filled: decimal.Decimal | None) -> bool:
         """Why a status update matched nothing: over-fill is an error, anything else False."""
-        query = Order.select(Order.status, Order.quantity).where(Order.id == order_id).tuples()
-        found = self._one(query.first)
-        if found is None or found[0] in _TERMINAL or filled is None:
+        rows = self._run_statement(lambda: _REFUSAL.fetch(id=order_id))
+        if not rows or rows[0]["status"] in _TERMINAL or filled is None:
             return False
-        quantity = Order.quantity.python_value(found[1])
+        quantity = rows[0]["quantity"]
         if filled > quantity:
             raise ValidationError(
                 "filled_quantity", f"{filled} exceeds the order's quantity {quantity}"
@@ -135,15 +163,12 @@ class OrdersMixin:
     def get_orders_for_position(self, position_id: int) -> list[dict[str, Any]]:
         """Every order of a position, oldest first."""
         target = validate.integer("position_id", position_id, minimum=1)
-        order = "created_at, id"
-        return self._one(lambda: select_rows(Order, "position_id = {p}", (target,), order_by=order))
+        return self._run_statement(lambda: _OF_POSITION.fetch(position=target))
 
     def get_pending_orders(self, session_id: int | None = None) -> list[dict[str, Any]]:
         """Orders still working (PENDING, OPEN, PARTIALLY_FILLED) of the given or current session."""
-        target = self._session(session_id)
-        where, params = (_WORKING_NOW, ()) if target is None else (_WORKING_IN_SESSION, (target,))
-        order = "created_at, id"
-        return self._one(lambda: select_rows(Order, where, params, order_by=order))
+        params = self._session_filter(session_id)
+        return self._run_statement(lambda: _PENDING[bool(params)].fetch(params))
 
 
 def _status_changes(
@@ -155,9 +180,9 @@ def _status_changes(
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {"status": status}
     if filled is not None:
-        changes["filled_quantity"] = Expr(_KEEP_LARGER_FILL, (filled, filled))
+        changes["filled_quantity"] = _KEEP_LARGER_FILL
     elif status is OrderStatus.FILLED:
-        changes["filled_quantity"] = Expr("quantity")
+        changes["filled_quantity"] = _WHOLE_ORDER
     if price is not None:
         changes["filled_price"] = changes["average_fill_price"] = price
     if exchange_order_id is not None:
@@ -165,7 +190,6 @@ def _status_changes(
     if commission is not None:
         changes["commission"] = commission
     if status in _STAMPED:
-        name = _STAMPED[status]
-        now = Order._meta.fields[name].db_value(utc_now())
-        changes[name] = Expr(f"COALESCE({name}, {{p}})", (now,))
+        name, first_time = _STAMPED[status]
+        changes[name] = first_time
     return changes

@@ -8,58 +8,67 @@ logged, floored at 0 by partial exits and capped at 1.0 by scale-ins.
 from __future__ import annotations
 
 import decimal
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import peewee as pw
 
 from .. import validate
-from ..enums import OrderStatus, OrderType, PartialOperationType, PositionStatus
-from ..errors import NotFound, ValidationError
+from ..enums import OrderStatus, OrderType, PartialOperationType, PositionSide, PositionStatus
+from ..errors import ValidationError
 from ..fields import utc_now
-from ..models import Order, PartialTrade, Position
-from .statements import (
-    Expr,
-    insert_row,
-    insert_with_child,
-    placeholders,
-    select_rows,
-    update_rows,
-)
+from ..models import Order, PartialTrade, Position, Trade
+from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id
+from .statements import Rows, Slot, Update, insert_row, insert_with_child, literal, row_reader
 
 _ONE = decimal.Decimal(1)
-_OPEN = "id = {p} AND status = 'OPEN'"
-_OPEN_IN_SESSION = "status = 'OPEN' AND session_id = {p}"
-_PNL_PERCENT = (
-    "CASE WHEN side = 'LONG' THEN ({p} - entry_price) * 100 / entry_price"
-    " ELSE (entry_price - {p}) * 100 / entry_price END"
+_POSITIVE = {"positive": True}
+_POSITION_RULES = {
+    name: _POSITIVE for name in ("entry_price", "size", "quantity", "stop_loss", "take_profit")
+}
+_IS_OPEN = Position.status == PositionStatus.OPEN
+_UPDATE_OPEN = Update(Position, (Position.id == Slot("id")) & _IS_OPEN)
+_ENTRY = Position.entry_price
+# Arithmetic converts SQLite's text-bound Decimal back to a number, so the price is a slot;
+# the constants compared with or returned stay literals (see `literal`).
+_PNL_PERCENT = pw.Case(
+    None,
+    [(Position.side == PositionSide.LONG, (Slot("price") - _ENTRY) * literal("100") / _ENTRY)],
+    (_ENTRY - Slot("price")) * literal("100") / _ENTRY,
 )
-# Numbers in comparisons stay SQL literals: SQLite binds a Decimal parameter as text, and text
-# compares greater than any number. Arithmetic converts it back, so `{p}` is fine there.
-_SHRINK = (
-    "CASE WHEN COALESCE(current_size, 1) - {p} < 0 THEN 0 ELSE COALESCE(current_size, 1) - {p} END"
+_SIZE = pw.fn.COALESCE(Position.current_size, literal("1"))
+_SHRINK = pw.Case(
+    None,
+    [(_SIZE - Slot("fraction") < literal("0"), literal("0"))],
+    _SIZE - Slot("fraction"),
 )
-_GROW = (
-    "CASE WHEN COALESCE(current_size, 1) + {p} > 1 THEN 1 ELSE COALESCE(current_size, 1) + {p} END"
+_GROW = pw.Case(
+    None,
+    [(_SIZE + Slot("fraction") > literal("1"), literal("1"))],
+    _SIZE + Slot("fraction"),
 )
+_PARTIAL_EXITS = pw.fn.COALESCE(Position.partial_exits_taken, literal("0")) + literal("1")
+_SCALE_INS = pw.fn.COALESCE(Position.scale_ins_taken, literal("0")) + literal("1")
 
 
-def new_internal_order_id() -> str:
-    """A unique engine-side order reference for orders created without one."""
-    return f"atb-{uuid.uuid4().hex}"
+def _with_orders_query(where: pw.Node) -> Rows:
+    """Positions matching `where` and their orders (oldest first) in one statement: a LEFT JOIN,
+    each position's row repeated once per order."""
+
+    def build() -> pw.Node:
+        columns = (*Position._meta.sorted_fields, *Order._meta.sorted_fields)
+        return (
+            Position.select(*columns)
+            .join(Order, pw.JOIN.LEFT_OUTER, on=(Order.position == Position.id))
+            .where(where)
+            .order_by(Position.entry_time, Position.id, Order.created_at, Order.id)
+        )
+
+    return Rows(Position, build=build)
 
 
-@contextmanager
-def missing_parent_is_not_found(parents: str) -> Iterator[None]:
-    """Turn a foreign-key violation into NotFound naming the parent row(s) that may be missing."""
-    try:
-        yield
-    except pw.IntegrityError as exc:
-        if "foreign key" in str(exc).lower():
-            raise NotFound(f"no such {parents}; nothing was written") from exc
-        raise
+_ACTIVE = _with_orders_query(_IS_OPEN)
+_ACTIVE_IN_SESSION = _with_orders_query(_IS_OPEN & (Position.session == Slot("session")))
+_ONE_POSITION = _with_orders_query(Position.id == Slot("id"))
 
 
 def _fraction(field: str, value: Any) -> decimal.Decimal:
@@ -73,7 +82,7 @@ def _level(field: str, value: Any) -> int | None:
     return validate.integer(field, value, optional=True, minimum=0)
 
 
-class PositionsMixin:
+class PositionsMixin(ManagerBase):
     """Positions and partial operations for DatabaseManager."""
 
     def log_position(
@@ -105,32 +114,34 @@ class PositionsMixin:
         given), with `entry_order_id` as its exchange order id. A taken exchange order id raises
         DuplicateError and leaves no position behind.
         """
-        position = {
-            "symbol": validate.text("symbol", symbol, 20),
-            "side": validate.side(side),
-            "status": PositionStatus.OPEN,
-            "entry_price": validate.money("entry_price", entry_price, positive=True),
-            "size": validate.money("size", size, positive=True),
-            "quantity": validate.money("quantity", quantity, optional=True, positive=True),
-            "stop_loss": validate.money("stop_loss", stop_loss, optional=True, positive=True),
-            "take_profit": validate.money("take_profit", take_profit, optional=True, positive=True),
-            "confidence_score": validate.money("confidence_score", confidence_score, optional=True),
-            "strategy_name": validate.text("strategy_name", strategy_name, 100),
-            "entry_time": validate.timestamp("entry_time", entry_time, optional=True) or utc_now(),
-            "exchange": validate.text("exchange", exchange, 50, optional=True) or "binance",
-            "session": self._session(session_id),
-            "max_holding_until": validate.timestamp(
-                "max_holding_until", max_holding_until, optional=True
-            ),
-            "end_of_day_exit": validate.flag("end_of_day_exit", end_of_day_exit, optional=True)
-            or False,
-            "weekend_exit": validate.flag("weekend_exit", weekend_exit, optional=True) or False,
-            "time_restriction_group": validate.text(
-                "time_restriction_group", time_restriction_group, 50, optional=True
-            ),
-        }
+        position = validate.clean(
+            Position,
+            _POSITION_RULES,
+            symbol=symbol,
+            side=side,
+            entry_price=entry_price,
+            size=size,
+            quantity=quantity,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            confidence_score=confidence_score,
+            strategy_name=strategy_name,
+            entry_time=utc_now() if entry_time is None else entry_time,
+            exchange=exchange,
+            max_holding_until=max_holding_until,
+            end_of_day_exit=False if end_of_day_exit is None else end_of_day_exit,
+            weekend_exit=False if weekend_exit is None else weekend_exit,
+            time_restriction_group=time_restriction_group,
+        )
+        position.update(
+            status=PositionStatus.OPEN,
+            exchange=position["exchange"] or "binance",
+            session=self._session(session_id),
+        )
         position.update(original_size=position["size"], current_size=_ONE)
-        exchange_order_id = validate.text("entry_order_id", entry_order_id, 100, optional=True)
+        exchange_order_id = validate.column(
+            Order.exchange_order_id, entry_order_id, name="entry_order_id"
+        )
         order = _entry_order(position, exchange_order_id)
         return insert_with_child(Position, position, Order, order, link="position")
 
@@ -183,9 +194,11 @@ class PositionsMixin:
                 changes[name] = validate.timestamp(name, value)
         if "current_price" in changes and "unrealized_pnl_percent" not in changes:
             price = changes["current_price"]
-            changes["unrealized_pnl_percent"] = Expr(_PNL_PERCENT, (price, price))
+            changes["unrealized_pnl_percent"] = _PNL_PERCENT
+        else:
+            price = None
         changes["last_update"] = utc_now()
-        return self._one(lambda: update_rows(Position, changes, _OPEN, (target,))) == 1
+        return self._run_statement(lambda: _UPDATE_OPEN.run(changes, id=target, price=price)) == 1
 
     def close_position(
         self,
@@ -212,23 +225,25 @@ class PositionsMixin:
         realised = validate.money("pnl", pnl, optional=True)
         if realised is not None:
             changes["unrealized_pnl"] = realised
-        validate.text("exit_reason", exit_reason, 100, optional=True)
-        return self._one(lambda: update_rows(Position, changes, _OPEN, (target,))) == 1
+        validate.column(Trade.exit_reason, exit_reason)
+        return self._run_statement(lambda: _UPDATE_OPEN.run(changes, id=target)) == 1
 
     def get_active_positions(self, session_id: int | None = None) -> list[dict[str, Any]]:
         """OPEN positions (of the given or current session, else all), each with its 'orders'.
 
-        Two queries whatever the count: the positions, then all their orders at once.
+        One statement whatever the count (positions joined to their orders).
         """
         target = self._session(session_id)
-        where, params = ("status = 'OPEN'", ()) if target is None else (_OPEN_IN_SESSION, (target,))
-        order = "entry_time, id"
-        return self._one(lambda: _with_orders(select_rows(Position, where, params, order_by=order)))
+        if target is None:
+            return self._run_statement(lambda: _positions_with_orders(_ACTIVE, {}))
+        return self._run_statement(
+            lambda: _positions_with_orders(_ACTIVE_IN_SESSION, {"session": target})
+        )
 
     def get_position(self, position_id: int) -> dict[str, Any] | None:
         """One position (open or closed) with its 'orders', or None when there is no such id."""
         target = validate.integer("position_id", position_id, minimum=1)
-        rows = self._one(lambda: _with_orders(select_rows(Position, "id = {p}", (target,))))
+        rows = self._run_statement(lambda: _positions_with_orders(_ONE_POSITION, {"id": target}))
         return rows[0] if rows else None
 
     def log_partial_trade(
@@ -256,7 +271,7 @@ class PositionsMixin:
             with missing_parent_is_not_found(f"position (id {target})"):
                 return insert_row(PartialTrade, row)
 
-        return self._one(work)
+        return self._run_statement(work)
 
     def apply_partial_exit_update(
         self,
@@ -278,11 +293,11 @@ class PositionsMixin:
             "timestamp": utc_now(),
         }  # fmt: skip
         changes = {
-            "current_size": Expr(_SHRINK, (fraction, fraction)),
-            "partial_exits_taken": Expr("COALESCE(partial_exits_taken, 0) + 1"),
+            "current_size": _SHRINK,
+            "partial_exits_taken": _PARTIAL_EXITS,
             "last_partial_exit_price": row["price"],
         }
-        return self._write(lambda: _apply_partial(target, changes, row))
+        return self._run_transaction(lambda: _apply_partial(target, fraction, changes, row))
 
     def apply_scale_in_update(
         self,
@@ -301,11 +316,11 @@ class PositionsMixin:
             "target_level": _level("threshold_level", threshold_level), "timestamp": utc_now(),
         }  # fmt: skip
         changes = {
-            "current_size": Expr(_GROW, (fraction, fraction)),
-            "scale_ins_taken": Expr("COALESCE(scale_ins_taken, 0) + 1"),
+            "current_size": _GROW,
+            "scale_ins_taken": _SCALE_INS,
             "last_scale_in_price": row["price"],
         }
-        return self._write(lambda: _apply_partial(target, changes, row))
+        return self._run_transaction(lambda: _apply_partial(target, fraction, changes, row))
 
 
 def _entry_order(position: dict[str, Any], exchange_order_id: str | None) -> dict[str, Any]:
@@ -329,26 +344,27 @@ def _entry_order(position: dict[str, Any], exchange_order_id: str | None) -> dic
     }
 
 
-def _apply_partial(position_id: int, changes: dict[str, Any], row: dict[str, Any]) -> bool:
-    if update_rows(Position, changes, _OPEN, (position_id,)) != 1:
+def _apply_partial(
+    position_id: int, fraction: decimal.Decimal, changes: dict[str, Any], row: dict[str, Any]
+) -> bool:
+    if _UPDATE_OPEN.run(changes, id=position_id, fraction=fraction) != 1:
         return False
     insert_row(PartialTrade, row)
     return True
 
 
-def _with_orders(positions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Attach each position's orders (oldest first), fetched in one query."""
-    if not positions:
-        return positions
-    by_id = {position["id"]: position for position in positions}
-    for position in positions:
-        position["orders"] = []
-    ids = tuple(by_id)
-    # The redundant BETWEEN tells the planner how narrow the id range is: without it PostgreSQL
-    # before 17 prices the IN list as a sequential scan of every order once the table has a few
-    # thousand rows; with it, it walks the (position_id, order_type) index.
-    where = f"position_id BETWEEN {{p}} AND {{p}} AND position_id IN ({placeholders(len(ids))})"
-    order_by = "position_id, created_at, id"
-    for order in select_rows(Order, where, (min(ids), max(ids), *ids), order_by=order_by):
-        by_id[order["position_id"]]["orders"].append(order)
-    return positions
+def _positions_with_orders(query: Rows, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run a positions-with-orders query; each position once, with its 'orders' list."""
+    cursor = query.execute(values)
+    position_of = row_reader(cursor, Position)
+    order_of = row_reader(cursor, Order, start=len(Position._meta.sorted_fields))
+    order_id = len(Position._meta.sorted_fields) + Order._meta.sorted_fields.index(Order.id)
+    positions: dict[int, dict[str, Any]] = {}
+    for row in cursor.fetchall():
+        position = positions.get(row[0])
+        if position is None:
+            position = positions[row[0]] = position_of(row)
+            position["orders"] = []
+        if row[order_id] is not None:  # a position without orders has one row of NULLs
+            position["orders"].append(order_of(row))
+    return list(positions.values())

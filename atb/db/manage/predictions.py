@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
+from typing import Any, cast
 
 import peewee as pw
 
@@ -20,10 +20,38 @@ from ..errors import ConfigurationError, ValidationError
 from ..fields import utc_now
 from ..models import PredictionCache
 from .base import ManagerBase
+from .statements import Slot, Statement, insert_query, literal, rows_as_dicts
 
+PC = PredictionCache
 MAX_ENTRIES_ENV = "ATB_PREDICTION_CACHE_MAX_ENTRIES"
 DEFAULT_MAX_ENTRIES = 10_000
 _UNSET = object()
+
+# Upsert on the key; a replaced entry keeps its hit count (access_count is not preserved).
+_CACHED = (
+    "cache_key", "model_name", "features_hash", "config_hash", "predicted_price", "confidence",
+    "direction", "created_at", "expires_at", "last_accessed", "access_count",
+)  # fmt: skip
+_UPSERT = Statement(
+    lambda: insert_query(PC, _CACHED).on_conflict(
+        conflict_target=[PC.cache_key],
+        preserve=[PC._meta.fields[name] for name in _CACHED[1:-1]],
+    )
+)
+# A hit: the unexpired entry's counter bumped, every column returned, in one statement.
+_HIT = Statement(
+    lambda: (
+        pw.ModelUpdate(
+            PC,
+            {
+                PC.access_count: pw.fn.COALESCE(PC.access_count, literal("0")) + literal("1"),
+                PC.last_accessed: Slot("now", PC.last_accessed),
+            },
+        )
+        .where((PC.cache_key == Slot("key")) & (PC.expires_at > Slot("now", PC.expires_at)))
+        .returning(*PC._meta.sorted_fields)
+    )
+)
 
 
 def max_entries_from_env(environ: dict[str, str] | None = None) -> int | None:
@@ -81,39 +109,24 @@ class PredictionCacheMixin(ManagerBase):
         """
         ttl = validate.integer("ttl_seconds", ttl_seconds, minimum=1)
         now = utc_now()
-        row = {
-            PredictionCache.cache_key: validate.text("cache_key", cache_key, 255),
-            PredictionCache.model_name: validate.text("model_name", model_name, 100),
-            PredictionCache.features_hash: validate.text("features_hash", features_hash, 64),
-            PredictionCache.config_hash: validate.text("config_hash", config_hash, 64),
-            PredictionCache.predicted_price: validate.money(
-                "predicted_price", predicted_price, non_negative=True
-            ),
-            PredictionCache.confidence: validate.money("confidence", confidence, non_negative=True),
-            PredictionCache.direction: _direction(direction),
-            PredictionCache.created_at: now,
-            PredictionCache.expires_at: now + dt.timedelta(seconds=ttl),
-            PredictionCache.last_accessed: now,
-            PredictionCache.access_count: 0,
-        }
-        replaced = [
-            PredictionCache.model_name,
-            PredictionCache.features_hash,
-            PredictionCache.config_hash,
-            PredictionCache.predicted_price,
-            PredictionCache.confidence,
-            PredictionCache.direction,
-            PredictionCache.created_at,
-            PredictionCache.expires_at,
-            PredictionCache.last_accessed,
-        ]
-        upsert = (
-            PredictionCache.insert(row)
-            .on_conflict(conflict_target=[PredictionCache.cache_key], preserve=replaced)
-            .returning(PredictionCache.id)
-            .tuples()
+        row = validate.clean(
+            PC,
+            {"predicted_price": {"non_negative": True}, "confidence": {"non_negative": True}},
+            cache_key=cache_key,
+            model_name=model_name,
+            features_hash=features_hash,
+            config_hash=config_hash,
+            predicted_price=predicted_price,
+            confidence=confidence,
         )
-        entry_id = self._one(lambda: upsert.execute()[0][0])
+        row.update(
+            direction=_direction(direction),
+            created_at=now,
+            expires_at=now + dt.timedelta(seconds=ttl),
+            last_accessed=now,
+            access_count=0,
+        )
+        entry_id = self._run_statement(lambda: _UPSERT.scalar([row[name] for name in _CACHED]))
         if self._trim_due():
             self.trim_prediction_cache()
         return entry_id
@@ -123,35 +136,21 @@ class PredictionCacheMixin(ManagerBase):
 
         One UPDATE ... WHERE expires_at > now RETURNING: an expired entry is never returned.
         """
-        key = validate.text("cache_key", cache_key, 255)
-        now = utc_now()
-        hit = (
-            PredictionCache.update(
-                {
-                    PredictionCache.access_count: pw.fn.COALESCE(PredictionCache.access_count, 0)
-                    + 1,
-                    PredictionCache.last_accessed: now,
-                }
-            )
-            .where((PredictionCache.cache_key == key) & (PredictionCache.expires_at > now))
-            .returning(PredictionCache)
-        )
-        rows = self._one(lambda: list(hit.execute()))
+        key = validate.column(PC.cache_key, cache_key)
+        rows = self._run_statement(lambda: rows_as_dicts(_HIT.execute(key=key, now=utc_now()), PC))
         return _entry_dict(rows[0]) if rows else None
 
     def invalidate_predictions(self, model_name: str, config_hash: str | None = None) -> int:
         """Delete a model's entries (only those of one config when given); returns rows deleted."""
-        condition = PredictionCache.model_name == validate.text("model_name", model_name, 100)
+        condition = PC.model_name == validate.column(PC.model_name, model_name)
         if config_hash is not None:
-            condition &= PredictionCache.config_hash == validate.text(
-                "config_hash", config_hash, 64
-            )
-        return self._one(PredictionCache.delete().where(condition).execute)
+            condition &= PC.config_hash == validate.column(PC.config_hash, config_hash)
+        return self._run_statement(PredictionCache.delete().where(condition).execute)
 
     def purge_expired_predictions(self) -> int:
         """Delete every expired entry; returns rows deleted."""
         expired = PredictionCache.delete().where(PredictionCache.expires_at <= utc_now())
-        return self._one(expired.execute)
+        return self._run_statement(expired.execute)
 
     def trim_prediction_cache(self, max_entries: int | None = None) -> int:
         """Delete the least recently used entries beyond the limit, in one statement."""
@@ -169,7 +168,9 @@ class PredictionCacheMixin(ManagerBase):
             .order_by(PredictionCache.last_accessed.desc(), PredictionCache.id.desc())
             .offset(limit)
         )
-        return self._one(PredictionCache.delete().where(PredictionCache.id.in_(beyond)).execute)
+        return self._run_statement(
+            PredictionCache.delete().where(PredictionCache.id.in_(beyond)).execute
+        )
 
     def prediction_cache_stats(self) -> dict[str, Any]:
         """Entry counts (total, active, expired), hits, per model, and the size limit; one query."""
@@ -186,6 +187,7 @@ class PredictionCacheMixin(ManagerBase):
             .order_by(PredictionCache.model_name)
             .dicts()
         )
+        rows: list[dict[str, Any]] = self._run_statement(lambda: list(cast(Any, query)))
         by_model = {
             row["model_name"]: {
                 "entries": int(row["entries"]),
@@ -193,7 +195,7 @@ class PredictionCacheMixin(ManagerBase):
                 "expired": int(row["expired"] or 0),
                 "hits": int(row["hits"] or 0),
             }
-            for row in self._one(lambda: list(query))
+            for row in rows
         }
         total = sum(m["entries"] for m in by_model.values())
         expired_total = sum(m["expired"] for m in by_model.values())
@@ -224,18 +226,18 @@ def _direction(value: Any) -> int:
         raise ValidationError("direction", f"{value!r} is not allowed; allowed: -1, 0, 1") from None
 
 
-def _entry_dict(entry: PredictionCache) -> dict[str, Any]:
+def _entry_dict(entry: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": entry.id,
-        "cache_key": entry.cache_key,
-        "model_name": entry.model_name,
-        "features_hash": entry.features_hash,
-        "config_hash": entry.config_hash,
-        "predicted_price": float(entry.predicted_price),
-        "confidence": float(entry.confidence),
-        "direction": int(entry.direction),
-        "created_at": entry.created_at,
-        "expires_at": entry.expires_at,
-        "access_count": int(entry.access_count or 0),
-        "last_accessed": entry.last_accessed,
+        "id": entry["id"],
+        "cache_key": entry["cache_key"],
+        "model_name": entry["model_name"],
+        "features_hash": entry["features_hash"],
+        "config_hash": entry["config_hash"],
+        "predicted_price": float(entry["predicted_price"]),
+        "confidence": float(entry["confidence"]),
+        "direction": int(entry["direction"]),
+        "created_at": entry["created_at"],
+        "expires_at": entry["expires_at"],
+        "access_count": int(entry["access_count"] or 0),
+        "last_accessed": entry["last_accessed"],
     }

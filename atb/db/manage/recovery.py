@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -25,7 +25,7 @@ RECOVERED_REASON = "recovered_from_trades"
 _SCALE = Decimal("0.00000001")
 
 
-def _ledger_balance(sid: Any, before: dt.datetime | None = None) -> pw.Query:
+def _ledger_balance(sid: Any, before: dt.datetime | None = None) -> Any:
     """The session's newest ledger balance (optionally: newest before `before`)."""
     query = AccountBalance.select(AccountBalance.total_balance).where(AccountBalance.session == sid)
     if before is not None:
@@ -33,7 +33,7 @@ def _ledger_balance(sid: Any, before: dt.datetime | None = None) -> pw.Query:
     return query.order_by(AccountBalance.last_updated.desc(), AccountBalance.id.desc()).limit(1)
 
 
-def _pnl_sum(sid: Any, before: dt.datetime | None = None) -> pw.Query:
+def _pnl_sum(sid: Any, before: dt.datetime | None = None) -> Any:
     """The sum of the session's closed-trade pnl (optionally: of trades closed before `before`)."""
     query = Trade.select(pw.fn.COALESCE(pw.fn.SUM(Trade.pnl), 0)).where(Trade.session == sid)
     if before is not None:
@@ -52,13 +52,19 @@ def _start_of_utc_day(now: dt.datetime) -> dt.datetime:
 class RecoveryMixin(ManagerBase):
     """resume_trading_session, get_last_session_id, recover_last_balance."""
 
+    if TYPE_CHECKING:  # provided by the sessions, positions and orders mixins
+        def get_active_session_id(self) -> int | None: ...
+        def get_trading_session(self, session_id: int) -> dict[str, Any] | None: ...
+        def get_active_positions(self, session_id: int | None = None) -> list[dict[str, Any]]: ...
+        def get_pending_orders(self, session_id: int | None = None) -> list[dict[str, Any]]: ...
+
     def get_last_session_id(self, include_active: bool = False) -> int | None:
         """The newest ended session (to carry its balance forward after a clean restart);
         with `include_active=True`, the newest session of any state. None when there is none."""
         query = TS.select(TS.id).order_by(TS.start_time.desc(), TS.id.desc()).limit(1)
         if not include_active:
             query = query.where(TS.end_time.is_null(False))
-        return self._one(query.scalar)
+        return self._run_statement(query.scalar)
 
     def recover_last_balance(self, session_id: int | None = None) -> float | None:
         """The session's balance for a restart: its newest ledger row (even 0) as it is; without
@@ -92,7 +98,7 @@ class RecoveryMixin(ManagerBase):
             ).execute()
             return float(balance)
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def resume_trading_session(self, session_id: int | None = None) -> dict[str, Any] | None:
         """Everything an engine needs after a restart, read in one consistent snapshot.
@@ -117,7 +123,7 @@ class RecoveryMixin(ManagerBase):
                 )
             sid = explicit if explicit is not None else self.get_active_session_id()
             session = None if sid is None else self.get_trading_session(sid)
-            if session is None:
+            if sid is None or session is None:
                 return None
             figures = self._balance_figures(sid, day_start)
             return {
@@ -128,7 +134,7 @@ class RecoveryMixin(ManagerBase):
                 "day_start": day_start,
             }
 
-        state = self._write(work)
+        state = self._run_transaction(work)
         if state is not None:
             self._current_session_id = state["session"]["id"]
         return state
@@ -151,7 +157,8 @@ class RecoveryMixin(ManagerBase):
             peak_snapshot.alias("peak_snapshot"),
             peak_ledger.alias("peak_ledger"),
         ).where(TS.id == sid)
-        initial, ledger, pnl, ledger_day, pnl_day, peak_snapshot, peak_ledger = query.tuples().get()
+        row: Any = query.tuples().get()
+        initial, ledger, pnl, ledger_day, pnl_day, peak_snapshot, peak_ledger = row
         initial = _money(initial)
         from_trades = initial + _money(pnl)
         balance = _money(ledger) if ledger is not None else from_trades

@@ -1,24 +1,26 @@
-"""Fixed-shape SQL statements built once, and rows read back as plain dicts: the hot paths every
-domain module shares.
+"""Peewee queries compiled once per statement shape and re-run with new parameters; rows read
+back as plain dicts. The one way the manager makes SQL (`execute_query` alone stays raw).
 
-Rows leave the manager as plain dicts keyed by column name (`session_id`, not `session`): money as
-`Decimal`, enum columns as their plain string, datetimes aware UTC, JSON decoded. `select_rows` does
+A statement is an ordinary peewee query whose varying values are `Slot`s: nodes that render as
+the backend's parameter marker. Its SQL is compiled once per backend (`query.sql()` costs more
+than the round trip for a 30-column row) and each call only binds the slots' values. WHERE and
+CASE clauses are peewee expressions (`Position.status == PositionStatus.OPEN`), so a renamed
+column or enum member fails at import, not at run time. Values bound to a column pass through
+that field's `db_value` (validated Decimals skip a second rounding), so the column types'
+guarantees are unchanged.
+
+Rows leave the manager as plain dicts keyed by column name (`session_id`, not `session`): money
+as `Decimal`, enum columns as their plain string, datetimes aware UTC, JSON decoded. `Rows` does
 that with one cursor, no per-row model objects, and on PostgreSQL no conversion where psycopg2
-already returns the right type.
-
-Writes go through `insert_rows` / `update_rows`: peewee builds a statement's SQL anew on every
-call, which costs more than the database round trip for a 30-column row, so the SQL text is built
-once per shape (table, columns, backend) and only the parameters change. Values still pass
-through each field's `db_value` (validated Decimals skip a second rounding), so the column types'
-guarantees are unchanged. Needs SQLite 3.35+ for RETURNING (the unit tests' SQLite).
+already returns the right type. Needs SQLite 3.35+ for RETURNING (the unit tests' SQLite).
 """
 
 from __future__ import annotations
 
 import decimal
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -29,6 +31,118 @@ from ..fields import EnumField, JsonField, MoneyField, UTCDateTimeField, as_utc,
 
 # `%%` is a literal percent sign in a DB-API "format" query; `%s` a parameter.
 _FORMAT_PLACEHOLDER = re.compile(r"%%|%s")
+
+Converter = Callable[[Any], Any]
+
+
+class Slot(pw.ColumnBase):
+    """A parameter of a statement compiled once: renders as the backend's marker.
+
+    `name` keys the value in the mapping (or indexes the sequence) given at run time; `field`
+    converts it with the column's `db_value`; `default` supplies it when the mapping has none.
+    """
+
+    def __init__(
+        self,
+        name: Hashable,
+        field: pw.Field | None = None,
+        default: Callable[[], Any] | None = None,
+    ):
+        super().__init__()
+        self.name = name
+        self.field = field
+        self.default = default
+
+    def __sql__(self, ctx: pw.Context) -> pw.Context:
+        ctx._values.append(self)  # type: ignore[attr-defined]  # peewee-private, not in the stubs
+        return ctx.literal(ctx.state.param or "?")
+
+
+def literal(sql: str) -> pw.SQL:
+    """A number written into the SQL text, not bound.
+
+    SQLite binds a Decimal parameter as text, and text compares greater than any number; in
+    comparisons and CASE results constants stay literals.
+    """
+    return pw.SQL(sql)
+
+
+class _Compiled:
+    """The SQL text of one statement on one backend, and how to turn values into its params."""
+
+    __slots__ = ("sql", "_args", "_slots")
+
+    def __init__(self, sql: str, params: Sequence[Any], postgres: bool):
+        self.sql = sql
+        self._args = [None if isinstance(value, Slot) else value for value in params]
+        self._slots = tuple(
+            (
+                index,
+                value.name,
+                None if value.field is None else _writer(value.field, postgres),
+                value.default,
+            )
+            for index, value in enumerate(params)
+            if isinstance(value, Slot)
+        )
+
+    def params(self, values: Any) -> list[Any]:
+        args = self._args.copy()
+        for index, name, convert, default in self._slots:
+            if default is not None and name not in values:
+                value = default()
+            else:
+                value = values[name]
+            args[index] = value if convert is None or value is None else convert(value)
+        return args
+
+
+class Statement:
+    """A peewee query (built by `build`, with `Slot`s) compiled once per backend."""
+
+    def __init__(self, build: Callable[[], pw.Node]):
+        self._build = build
+        self._compiled: dict[type, _Compiled] = {}
+
+    def compiled(self, db: pw.Database) -> _Compiled:
+        """The statement's SQL on `db`'s backend, compiled on first use."""
+        found = self._compiled.get(type(db))
+        if found is None:
+            sql, params = db.get_sql_context().sql(self._build()).query()
+            found = self._compiled[type(db)] = _Compiled(sql, params, connection.is_postgres(db))
+        return found
+
+    def execute(self, values: Any = (), /, **named: Any) -> Any:
+        """Run it with the slots' values (a mapping or sequence, or keywords); the cursor."""
+        db = connection.bound_database()
+        compiled = self.compiled(db)
+        return db.execute_sql(compiled.sql, compiled.params(named or values))
+
+    def rowcount(self, values: Any = (), /, **named: Any) -> int:
+        """Run it; the number of rows it changed."""
+        return self.execute(values, **named).rowcount
+
+    def scalar(self, values: Any = (), /, **named: Any) -> Any:
+        """Run it; the first column of the first row, or None."""
+        row = self.execute(values, **named).fetchone()
+        return None if row is None else row[0]
+
+
+_shapes: dict[Hashable, Any] = {}
+_shapes_lock = threading.Lock()
+_MAX_SHAPES = 512
+
+
+def shape(key: Hashable, build: Callable[[], Any]) -> Any:
+    """The statement for a shape that varies at run time (columns given, IN-list length, ...),
+    built by `build` the first time `key` is seen."""
+    found = _shapes.get(key)
+    if found is None:
+        with _shapes_lock:
+            if len(_shapes) >= _MAX_SHAPES:
+                _shapes.clear()
+            found = _shapes.setdefault(key, build())
+    return found
 
 
 @lru_cache(maxsize=64)
@@ -86,72 +200,6 @@ def _reader(field: pw.Field, postgres: bool) -> Callable[[Any], Any] | None:
     return None
 
 
-@lru_cache(maxsize=512)
-def _select_sql(model: type[pw.Model], where: str, order_by: str, limit: bool, param: str) -> str:
-    names = ", ".join(f'"{field.column_name}"' for field in model._meta.sorted_fields)
-    sql = f'SELECT {names} FROM "{model._meta.table_name}"'
-    sql += f" WHERE {where}" if where else ""
-    sql += f" ORDER BY {order_by}" if order_by else ""
-    sql += " LIMIT {p}" if limit else ""
-    return sql.replace("{p}", param)
-
-
-def select_rows(
-    model: type[pw.Model],
-    where: str = "",
-    params: Sequence[Any] = (),
-    *,
-    order_by: str = "",
-    limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Every column of the matching rows as plain dicts keyed by column name.
-
-    `where` and `order_by` are SQL with `{p}` placeholders; the statement text is built once per
-    shape (peewee would rebuild it on every call, which costs more than a small query).
-    """
-    db = connection.bound_database()
-    sql = _select_sql(model, where, order_by, limit is not None, db.param)
-    args = [*params, limit] if limit is not None else list(params)
-    postgres = connection.is_postgres(db)
-    cursor = db.execute_sql(sql, args)
-    names, converted = _row_layout(model, postgres, postgres and _utc_session(cursor))
-    if not converted:
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    rows = []
-    for row in cursor.fetchall():
-        # dict(zip()) runs in C; only the few columns with a reader are touched again.
-        found = dict(zip(names, row, strict=True))
-        for index, name, read in converted:
-            value = row[index]
-            if value is not None:
-                found[name] = read(value)
-        rows.append(found)
-    return rows
-
-
-def placeholders(count: int) -> str:
-    """`{p}, {p}, ...` for an IN list of `count` values."""
-    return ", ".join(["{p}"] * count)
-
-
-@lru_cache(maxsize=256)
-def _insert_parts(
-    model: type[pw.Model], names: tuple[str, ...], param: str, postgres: bool
-) -> tuple[str, str, tuple[Callable[[Any], Any], ...]]:
-    fields = tuple(model._meta.fields[name] for name in names)
-    quoted = ", ".join(f'"{field.column_name}"' for field in fields)
-    head = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES '
-    row = "(" + ", ".join([param] * len(fields)) + ")"
-    return head, row, tuple(_writer(field, postgres) for field in fields)
-
-
-def _insert_sql(
-    model: type[pw.Model], names: tuple[str, ...], rows: int, db: pw.Database
-) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
-    head, row, converters = _insert_parts(model, names, db.param, connection.is_postgres(db))
-    return head + ", ".join([row] * rows) + ' RETURNING "id"', converters
-
-
 def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
     convert = field.db_value
     if isinstance(field, MoneyField):
@@ -160,7 +208,7 @@ def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
     if isinstance(field, JsonField) and not postgres:
         # On SQLite db_value wraps the text in a json() call, which cannot be a bare parameter;
         # the JSON text itself is what that call would store.
-        dumps = field._dumps
+        dumps = field._dumps  # type: ignore[attr-defined]
         return lambda value: None if value is None else dumps(value)
     return convert
 
@@ -171,161 +219,269 @@ def _column_writer(model: type[pw.Model], name: str, postgres: bool) -> Callable
     return _writer(model._meta.fields[name], postgres)
 
 
-def insert_rows(model: type[pw.Model], rows: Sequence[dict[str, Any]]) -> list[int]:
+class _InsertGiven(pw.ModelInsert):
+    """INSERT of exactly the given columns: the model's Python defaults would be compiled into
+    the SQL once and for all (a `created_at` frozen at the first call); the server's apply."""
+
+    def get_default_data(self) -> dict:
+        return {}
+
+
+def insert_query(
+    model: type[pw.Model],
+    names: Sequence[str],
+    rows: int = 1,
+    *,
+    first_slot: int = 0,
+    fixed: Mapping[str, pw.Node] | None = None,
+) -> pw.ModelInsert:
+    """INSERT INTO model (names) VALUES (slots) x rows RETURNING id. The slots are numbered from
+    `first_slot` over the rows' values laid end to end; `fixed` columns get an expression."""
+    fields = [model._meta.fields[name] for name in names]
+    width = len(fields)
+    constant = {model._meta.fields[name]: node for name, node in (fixed or {}).items()}
+    data = [
+        {
+            **constant,
+            **{field: Slot(first_slot + row * width + i, field) for i, field in enumerate(fields)},
+        }
+        for row in range(rows)
+    ]
+    return _InsertGiven(model, data).returning(model._meta.primary_key)
+
+
+def _insert_statement(model: type[pw.Model], names: tuple[str, ...], rows: int) -> Statement:
+    return shape(
+        ("insert", model, names, rows), lambda: Statement(lambda: insert_query(model, names, rows))
+    )
+
+
+def _values(names: tuple[str, ...], rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+    return [row[name] for row in rows for name in names]
+
+
+def insert_rows(model: type[pw.Model], rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """INSERT rows (dicts keyed by field name, all with the same keys) in one statement; their ids.
 
     Values are expected in column form already (validate.py's output: Decimals quantised).
     """
     if not rows:
         return []
-    db = connection.bound_database()
     names = tuple(rows[0])
-    sql, converters = _insert_sql(model, names, len(rows), db)
-    params = [value for row in rows for value in _row_params(names, converters, row)]
-    return [found[0] for found in db.execute_sql(sql, params).fetchall()]
+    cursor = _insert_statement(model, names, len(rows)).execute(_values(names, rows))
+    return [found[0] for found in cursor.fetchall()]
 
 
-def insert_row(model: type[pw.Model], row: dict[str, Any]) -> int:
+def insert_row(model: type[pw.Model], row: Mapping[str, Any]) -> int:
     """INSERT one row (a dict keyed by field name) and return its id."""
-    return insert_rows(model, [row])[0]
-
-
-def _row_params(
-    names: tuple[str, ...], converters: tuple[Callable[[Any], Any], ...], row: dict[str, Any]
-) -> list[Any]:
-    return [convert(row[name]) for name, convert in zip(names, converters, strict=True)]
-
-
-def insert_with_statement(
-    model: type[pw.Model], row: dict[str, Any], sql: str, params: Sequence[Any]
-) -> int:
-    """INSERT a row and run one more independent statement (`{p}` placeholders), atomically.
-
-    PostgreSQL: one statement and one round trip (a data-modifying CTE), atomic on its own.
-    SQLite: the two statements in one transaction. Returns the new row's id.
-    """
-    db = connection.bound_database()
     names = tuple(row)
-    insert, converters = _insert_sql(model, names, 1, db)
-    values = _row_params(names, converters, row)
-    if connection.is_postgres(db):
-        both = _cte_pair(insert, _with_param(sql, db.param))
-        return connection.run(
-            lambda: db.execute_sql(both, [*values, *params]).fetchone()[0], transaction=False
-        )
-
-    def work() -> int:
-        new_id = db.execute_sql(insert, values).fetchone()[0]
-        db.execute_sql(_with_param(sql, db.param), params)
-        return new_id
-
-    return connection.run(work)
+    return _insert_statement(model, names, 1).scalar([row[name] for name in names])
 
 
-@lru_cache(maxsize=64)
-def _cte_pair(insert: str, other: str) -> str:
-    return f"WITH inserted AS ({insert}), other AS ({other}) SELECT id FROM inserted"
+# A child column computed from the parent's new id: (PostgreSQL: an expression of the id and of
+# the column's slot; SQLite: a function of the id and the column's value). Kept at module level:
+# its identity keys the statement's shape.
+FromParent = tuple[Callable[[pw.Node, Slot], pw.Node], Callable[[int, Any], Any]]
 
 
 def insert_with_child(
     parent: type[pw.Model],
-    row: dict[str, Any],
+    row: Mapping[str, Any],
     child: type[pw.Model],
-    child_row: dict[str, Any],
+    child_row: Mapping[str, Any],
     link: str,
+    from_parent: Mapping[str, FromParent] | None = None,
 ) -> int:
-    """INSERT a parent row and one child row pointing at it (`link` is the child's FK field).
+    """INSERT a parent row and one child row pointing at it (`link` is the child's FK field;
+    `from_parent` child columns are computed from the parent's id).
 
-    PostgreSQL: one statement (the child's VALUES read the parent's id from a CTE); SQLite: two
-    statements in one transaction. Either way atomic; returns the parent's id.
+    PostgreSQL: one statement (a data-modifying CTE; the child's VALUES read the parent's id);
+    SQLite: two statements in one transaction. Either way atomic; returns the parent's id.
     """
-    db = connection.bound_database()
-    names, child_names = tuple(row), tuple(child_row)
-    insert, converters = _insert_sql(parent, names, 1, db)
-    values = _row_params(names, converters, row)
-    if connection.is_postgres(db):
-        sql, child_converters = _child_insert_sql(insert, child, child_names, link, db.param)
-        params = [*values, *_row_params(child_names, child_converters, child_row)]
-        return connection.run(lambda: db.execute_sql(sql, params).fetchone()[0], transaction=False)
+    derived = from_parent or {}
+    names = tuple(row)
+    plain = tuple(name for name in child_row if name not in derived)
+    computed = tuple(name for name in child_row if name in derived)
+    if connection.is_postgres():
+        values = [*(row[name] for name in names), *(child_row[name] for name in plain),
+                  *(child_row[name] for name in computed)]  # fmt: skip
+
+        def build() -> pw.Node:
+            inserted = insert_query(parent, names).cte("parent")
+            parent_id = pw.Select((inserted,), (inserted.c.id,))
+            first = len(names) + len(plain)
+            fields = child._meta.fields
+            fixed: dict[str, pw.Node] = {link: parent_id}
+            for index, name in enumerate(computed):
+                fixed[name] = derived[name][0](parent_id, Slot(first + index, fields[name]))
+            return (
+                insert_query(child, plain, first_slot=len(names), fixed=fixed)
+                .with_cte(inserted)
+                .returning(child._meta.fields[link])
+            )
+
+        key = ("with child", parent, names, child, plain, link,
+               tuple((name, id(derived[name])) for name in computed))  # fmt: skip
+        both = shape(key, lambda: Statement(build))
+        return connection.run(lambda: both.scalar(values), transaction=False)
 
     def work() -> int:
-        parent_id = db.execute_sql(insert, values).fetchone()[0]
-        insert_row(child, {link: parent_id, **child_row})
+        parent_id = insert_row(parent, row)
+        values = {name: derived[name][1](parent_id, child_row[name]) for name in computed}
+        insert_row(child, {link: parent_id, **child_row, **values})
         return parent_id
 
     return connection.run(work)
 
 
-@lru_cache(maxsize=64)
-def _child_insert_sql(
-    insert: str, child: type[pw.Model], names: tuple[str, ...], link: str, param: str
-) -> tuple[str, tuple[Callable[[Any], Any], ...]]:
-    """PostgreSQL only: a data-modifying CTE inserting the parent, then the child."""
-    fields = tuple(child._meta.fields[name] for name in names)
-    quoted = ", ".join(f'"{field.column_name}"' for field in (child._meta.fields[link], *fields))
-    marks = ", ".join(["(SELECT id FROM parent)"] + [param] * len(fields))
-    sql = (
-        f'WITH parent AS ({insert}) INSERT INTO "{child._meta.table_name}" ({quoted}) '
-        f'VALUES ({marks}) RETURNING "{child._meta.fields[link].column_name}"'
-    )
-    return sql, tuple(_writer(field, True) for field in fields)
-
-
-@dataclass(frozen=True)
-class Expr:
-    """A SQL expression to SET a column to, with `{p}` placeholders and database-ready params."""
-
-    sql: str
-    params: tuple[Any, ...] = ()
-
-
-def update_rows(
-    model: type[pw.Model], changes: dict[str, Any], where: str, where_params: Sequence[Any]
+def insert_with_upsert(
+    model: type[pw.Model],
+    row: Mapping[str, Any],
+    upsert: Callable[[int], Any],
+    upsert_values: Sequence[Any],
+    key: Hashable,
 ) -> int:
-    """UPDATE `model` SET the changes (values or `Expr`s) WHERE `where`; returns rows changed.
+    """INSERT a row and run an independent upsert (`upsert(first_slot)` builds it, `key` names
+    its shape), atomically; returns the new row's id.
 
-    Columns the model touches on update (`updated_at`, ...) are set to now unless given. Like
-    `insert_rows`, the SQL text is built once per shape; plain values pass through `db_value`.
+    PostgreSQL: one statement and one round trip (a data-modifying CTE), atomic on its own.
+    SQLite: the two statements in one transaction.
     """
-    db = connection.bound_database()
-    postgres = connection.is_postgres(db)
-    now = utc_now()
-    changes = {**{name: now for name in getattr(model, "_touch_on_update", ())}, **changes}
-    shape = tuple(
-        (name, value.sql if isinstance(value, Expr) else None) for name, value in changes.items()
-    )
-    params: list[Any] = []
-    for name, value in changes.items():
-        if isinstance(value, Expr):
-            params.extend(value.params)
-        else:
-            params.append(_column_writer(model, name, postgres)(value))
-    params.extend(where_params)
-    return db.execute_sql(_update_sql(model, shape, where, db.param), params).rowcount
+    names = tuple(row)
+    values = [row[name] for name in names]
+    if connection.is_postgres():
+
+        def build() -> pw.Node:
+            inserted = insert_query(model, names).cte("inserted")
+            other = upsert(len(names)).returning(pw.SQL("1")).cte("other")
+            return pw.Select((inserted,), (inserted.c.id,)).with_cte(inserted, other)
+
+        both = shape(("with upsert", model, names, key), lambda: Statement(build))
+        return connection.run(lambda: both.scalar([*values, *upsert_values]), transaction=False)
+
+    alone = shape(("upsert", key), lambda: Statement(lambda: upsert(0)))
+
+    def work() -> int:
+        new_id = insert_row(model, row)
+        alone.execute(upsert_values)
+        return new_id
+
+    return connection.run(work)
 
 
-@lru_cache(maxsize=256)
-def _update_sql(
-    model: type[pw.Model], shape: tuple[tuple[str, str | None], ...], where: str, param: str
-) -> str:
-    assignments = ", ".join(
-        f'"{model._meta.fields[name].column_name}" = {expression or param}'
-        for name, expression in shape
-    )
-    sql = f'UPDATE "{model._meta.table_name}" SET {assignments} WHERE {where}'
-    return sql.replace("{p}", param)
+class Update:
+    """UPDATE `model` SET the given columns WHERE `where`: one compiled statement per set of
+    columns changed. Columns the model touches on update (`updated_at`, ...) are set to now
+    unless given. A change is a value (bound through its field) or a peewee expression, kept
+    alive at module level (its identity keys the shape), whose `Slot`s are run()'s keywords.
+    """
+
+    def __init__(self, model: type[pw.Model], where: pw.Node):
+        self.model = model
+        self.where = where
+        self._touched = (
+            tuple(name for name in model._touch_on_update)
+            if hasattr(model, "_touch_on_update")
+            else ()
+        )
+
+    def run(self, changes: Mapping[str, Any], **params: Any) -> int:
+        """Run it; the number of rows changed. `params` fill the WHERE's and expressions' slots."""
+        key = tuple(
+            (name, id(value) if isinstance(value, pw.Node) else None)
+            for name, value in changes.items()
+        )
+        statement = shape(("update", self, key), lambda: self._statement(changes))
+        values: dict[Any, Any] = dict(params)
+        for name, value in changes.items():
+            if not isinstance(value, pw.Node):
+                values[("set", name)] = value
+        return statement.rowcount(values)
+
+    def _statement(self, changes: Mapping[str, Any]) -> Statement:
+        fields = self.model._meta.fields
+        data: dict[pw.Field, Any] = {
+            fields[name]: Slot(("set", name), fields[name], default=utc_now)
+            for name in self._touched
+            if name not in changes
+        }
+        for name, value in changes.items():
+            data[fields[name]] = (
+                value if isinstance(value, pw.Node) else Slot(("set", name), fields[name])
+            )
+        # pw.ModelUpdate, not Model.update: that one would fold a touch time into the SQL text.
+        return Statement(lambda: pw.ModelUpdate(self.model, data).where(self.where))
 
 
-def execute_template(sql: str, params: Sequence[Any]) -> Any:
-    """Run hand-written SQL whose placeholders are written `{p}`; returns the cursor."""
-    db = connection.bound_database()
-    return db.execute_sql(_with_param(sql, db.param), params)
+def session_scoped(
+    make: Callable[[pw.Node | None], Statement], model: type[pw.Model]
+) -> dict[bool, Any]:
+    """A statement in its two shapes, keyed by whether a session is given: `make(None)` for
+    every session, `make(condition)` with `model.session == Slot("session")`."""
+    return {False: make(None), True: make(model._meta.fields["session"] == Slot("session"))}
 
 
-def _with_param(sql: str, param: str) -> str:
-    return sql.replace("{p}", param)
+def both(*conditions: pw.Node | None) -> pw.Node | None:
+    """The given conditions ANDed (None when none is given)."""
+    given = [condition for condition in conditions if condition is not None]
+    if not given:
+        return None
+    combined: Any = given[0]
+    for condition in given[1:]:
+        combined = combined & condition
+    return combined
+
+
+class Rows(Statement):
+    """A SELECT of every column of `model` (`tail` adds WHERE/ORDER BY/LIMIT with slots), read
+    back as plain dicts."""
+
+    def __init__(
+        self,
+        model: type[pw.Model],
+        tail: Callable[[pw.ModelSelect], pw.ModelSelect] | None = None,
+        *,
+        build: Callable[[], pw.Node] | None = None,
+    ):
+        self.model = model
+        if build is None:
+            finish = tail or (lambda query: query)
+            build = lambda: finish(model.select(*model._meta.sorted_fields))  # noqa: E731
+        super().__init__(build)
+
+    def fetch(self, values: Any = (), /, **named: Any) -> list[dict[str, Any]]:
+        """The matching rows as dicts keyed by column name."""
+        cursor = self.execute(values, **named)
+        return rows_as_dicts(cursor, self.model)
+
+
+def rows_as_dicts(cursor: Any, model: type[pw.Model], start: int = 0) -> list[dict[str, Any]]:
+    """The cursor's rows as dicts of `model`'s columns, read from column `start` on."""
+    to_dict = row_reader(cursor, model, start)
+    return [to_dict(row) for row in cursor.fetchall()]
+
+
+def row_reader(
+    cursor: Any, model: type[pw.Model], start: int = 0
+) -> Callable[[Sequence[Any]], dict[str, Any]]:
+    """A function turning one of the cursor's rows into a dict of `model`'s columns (those
+    from column `start` on)."""
+    postgres = connection.is_postgres()
+    names, converted = _row_layout(model, postgres, postgres and _utc_session(cursor))
+    end = start + len(names)
+
+    def read(row: Sequence[Any]) -> dict[str, Any]:
+        # dict(zip()) runs in C; only the few columns with a reader are touched again.
+        found = dict(zip(names, row[start:end] if start or end != len(row) else row, strict=True))
+        for index, name, convert in converted:
+            value = row[start + index]
+            if value is not None:
+                found[name] = convert(value)
+        return found
+
+    return read
 
 
 def to_qmark(sql: str) -> str:
-    """Rewrite DB-API `%s` placeholders (and `%%`) for SQLite's `?` style."""
+    """Rewrite DB-API `%s` placeholders (and `%%`) for SQLite's `?` style (execute_query)."""
     return _FORMAT_PLACEHOLDER.sub(lambda m: "%" if m.group(0) == "%%" else "?", sql)

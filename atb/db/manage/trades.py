@@ -5,21 +5,29 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
+from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
-from .. import connection, validate
+import peewee as pw
+
+from .. import validate
 from ..enums import PositionSide, TradeSource
 from ..errors import ValidationError
 from ..models import PerformanceMetrics, Trade
+from .base import ManagerBase
 from .statements import (
-    _column_writer,
-    execute_template,
+    Rows,
+    Slot,
+    Statement,
+    both,
+    insert_query,
     insert_row,
     insert_rows,
-    insert_with_statement,
-    select_rows,
+    insert_with_upsert,
+    literal,
+    session_scoped,
+    shape,
 )
 
 PM = PerformanceMetrics
@@ -36,54 +44,45 @@ TRADE_ARGUMENTS = frozenset(
 )
 
 
+_TRADE_RULES = {
+    **{name: {"positive": True} for name in ("entry_price", "exit_price", "size", "quantity",
+                                             "stop_loss", "take_profit", "mfe_price",
+                                             "mae_price")},
+    **{name: {"optional": True} for name in ("commission", "mfe", "mae", "exchange")},
+}  # fmt: skip
+# Arguments stored under their own names (source, pnl_percent, order_id and defaults follow).
+_TRADE_COLUMNS = (
+    "symbol", "side", "entry_price", "exit_price", "size", "quantity", "entry_time", "exit_time",
+    "pnl", "commission", "stop_loss", "take_profit", "exit_reason", "strategy_name",
+    "strategy_config", "confidence_score", "exchange", "timeframe", "mfe", "mae", "mfe_price",
+    "mae_price", "mfe_time", "mae_time",
+)  # fmt: skip
+_ZERO_MONEY = decimal.Decimal(0)
+
+
 def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, Any]:
     """Validate log_trade's arguments into Trade field values (nothing touches the database)."""
-    side = validate.side(args.get("side"))
-    entry = validate.money("entry_price", args.get("entry_price"), positive=True)
-    exit_ = validate.money("exit_price", args.get("exit_price"), positive=True)
+    given = {name: args.get(name) for name in _TRADE_COLUMNS}
+    row = validate.clean(
+        Trade, _TRADE_RULES, **given, source=args.get("source") or TradeSource.LIVE
+    )
+    entry, exit_ = row["entry_price"], row["exit_price"]
     pnl_percent = args.get("pnl_percent")
     if pnl_percent is None:
-        move = exit_ - entry if side is PositionSide.LONG else entry - exit_
+        move = exit_ - entry if row["side"] is PositionSide.LONG else entry - exit_
         pnl_percent = move / entry * _HUNDRED
-    return {
-        "symbol": validate.text("symbol", args.get("symbol"), 20),
-        "side": side,
-        "source": validate.trade_source(args.get("source") or TradeSource.LIVE),
-        "entry_price": entry,
-        "exit_price": exit_,
-        "size": validate.money("size", args.get("size"), positive=True),
-        "quantity": _optional_money(args, "quantity", positive=True),
-        "entry_time": validate.timestamp("entry_time", args.get("entry_time")),
-        "exit_time": validate.timestamp("exit_time", args.get("exit_time")),
-        "pnl": validate.money("pnl", args.get("pnl")),
-        "pnl_percent": validate.money("pnl_percent", pnl_percent),
-        "commission": _optional_money(args, "commission") or decimal.Decimal(0),
-        "stop_loss": _optional_money(args, "stop_loss", positive=True),
-        "take_profit": _optional_money(args, "take_profit", positive=True),
-        "exit_reason": validate.text("exit_reason", args.get("exit_reason"), 100, optional=True),
-        "strategy_name": validate.text("strategy_name", args.get("strategy_name"), 100),
-        "strategy_config": validate.json_payload("strategy_config", args.get("strategy_config")),
-        "confidence_score": _optional_money(args, "confidence_score"),
-        "order_id": validate.text(
-            "order_id", args.get("order_id") or args.get("exit_order_id"), 100, optional=True
-        ),
-        "exchange": validate.text("exchange", args.get("exchange"), 50, optional=True) or "binance",
-        "timeframe": validate.text("timeframe", args.get("timeframe"), 10, optional=True),
-        "mfe": _optional_money(args, "mfe") or decimal.Decimal(0),
-        "mae": _optional_money(args, "mae") or decimal.Decimal(0),
-        "mfe_price": _optional_money(args, "mfe_price", positive=True),
-        "mae_price": _optional_money(args, "mae_price", positive=True),
-        "mfe_time": validate.timestamp("mfe_time", args.get("mfe_time"), optional=True),
-        "mae_time": validate.timestamp("mae_time", args.get("mae_time"), optional=True),
-        "position": validate.integer(
-            "position_id", args.get("position_id"), optional=True, minimum=1
-        ),
-        "session": session_id,
-    }
-
-
-def _optional_money(args: Mapping[str, Any], name: str, **rules: bool) -> decimal.Decimal | None:
-    return validate.money(name, args.get(name), optional=True, **rules)
+    order_id = args.get("order_id") or args.get("exit_order_id")
+    row.update(
+        pnl_percent=validate.column(Trade.pnl_percent, pnl_percent),
+        commission=row["commission"] or _ZERO_MONEY,
+        exchange=row["exchange"] or "binance",
+        mfe=row["mfe"] or _ZERO_MONEY,
+        mae=row["mae"] or _ZERO_MONEY,
+        order_id=validate.column(Trade.order_id, order_id),
+        position=validate.column(Trade.position, args.get("position_id")),
+        session=session_id,
+    )
+    return row
 
 
 def daily_rows(trades: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -121,47 +120,64 @@ _DAILY_COLUMNS = (
     "period", "period_start", "period_end", "session", "total_trades", "winning_trades",
     "losing_trades", "win_rate", "total_return", "best_trade_pnl", "worst_trade_pnl", "updated_at",
 )  # fmt: skip
-_DAILY_UPSERT = """
-INSERT INTO performance_metrics (period, period_start, period_end, session_id, total_trades,
-    winning_trades, losing_trades, win_rate, total_return, best_trade_pnl, worst_trade_pnl,
-    updated_at)
-VALUES {rows}
-ON CONFLICT (period, period_start, session_id) DO UPDATE SET
-    total_trades = COALESCE(performance_metrics.total_trades, 0) + excluded.total_trades,
-    winning_trades = COALESCE(performance_metrics.winning_trades, 0) + excluded.winning_trades,
-    losing_trades = COALESCE(performance_metrics.losing_trades, 0) + excluded.losing_trades,
-    win_rate = ROUND(
-        100.0 * (COALESCE(performance_metrics.winning_trades, 0) + excluded.winning_trades)
-        / (COALESCE(performance_metrics.total_trades, 0) + excluded.total_trades), 8),
-    total_return = COALESCE(performance_metrics.total_return, 0) + excluded.total_return,
-    best_trade_pnl = CASE WHEN performance_metrics.best_trade_pnl >= excluded.best_trade_pnl
-        THEN performance_metrics.best_trade_pnl ELSE excluded.best_trade_pnl END,
-    worst_trade_pnl = CASE WHEN performance_metrics.worst_trade_pnl <= excluded.worst_trade_pnl
-        THEN performance_metrics.worst_trade_pnl ELSE excluded.worst_trade_pnl END,
-    updated_at = excluded.updated_at
-"""
-_DAILY_ROW = "(" + ", ".join(["{p}"] * len(_DAILY_COLUMNS)) + ")"
+_NEW = pw.EXCLUDED
+_ZERO = literal("0")
 
 
-def daily_upsert_sql(rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
-    """The upsert adding aggregated rows to their daily counters (`{p}` placeholders), and params."""
-    convert = _daily_writers(connection.is_postgres())
-    params = [to_db(row[name]) for row in rows for name, to_db in convert]
-    return _daily_upsert_text(len(rows)), params
+def _added(column: pw.Field) -> pw.Node:
+    return pw.fn.COALESCE(column, _ZERO) + getattr(_NEW, column.column_name)
 
 
-@lru_cache(maxsize=16)
-def _daily_upsert_text(count: int) -> str:
-    return _DAILY_UPSERT.format(rows=", ".join([_DAILY_ROW] * count))
+_DAILY_UPDATE = {
+    PM.total_trades: _added(PM.total_trades),
+    PM.winning_trades: _added(PM.winning_trades),
+    PM.losing_trades: _added(PM.losing_trades),
+    PM.win_rate: pw.fn.ROUND(
+        literal("100.0") * _added(PM.winning_trades) / _added(PM.total_trades), literal("8")
+    ),
+    PM.total_return: _added(PM.total_return),
+    PM.best_trade_pnl: pw.Case(
+        None, [(PM.best_trade_pnl >= _NEW.best_trade_pnl, PM.best_trade_pnl)], _NEW.best_trade_pnl
+    ),
+    PM.worst_trade_pnl: pw.Case(
+        None,
+        [(PM.worst_trade_pnl <= _NEW.worst_trade_pnl, PM.worst_trade_pnl)],
+        _NEW.worst_trade_pnl,
+    ),
+    PM.updated_at: _NEW.updated_at,
+}
 
 
-@lru_cache(maxsize=2)
-def _daily_writers(postgres: bool) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
-    # The columns' db_value, skipping MoneyField's second rounding of already exact Decimals.
-    return tuple((name, _column_writer(PM, name, postgres)) for name in _DAILY_COLUMNS)
+def daily_upsert(rows: int, first_slot: int = 0) -> pw.Node:
+    """The upsert adding `rows` aggregated rows (slots from `first_slot`) to their daily counters."""
+    return insert_query(PM, _DAILY_COLUMNS, rows, first_slot=first_slot).on_conflict(
+        conflict_target=[PM.period, PM.period_start, PM.session], update=_DAILY_UPDATE
+    )
 
 
-class TradesMixin:
+def daily_values(rows: list[dict[str, Any]]) -> list[Any]:
+    """The upsert's slot values for aggregated rows."""
+    return [row[name] for row in rows for name in _DAILY_COLUMNS]
+
+
+def _trades_query(where: pw.Node | None, order: tuple[pw.Node, ...], limit: bool = False) -> Rows:
+    def tail(query: pw.ModelSelect) -> pw.ModelSelect:
+        query = query.where(where) if where is not None else query
+        query = query.order_by(*order)
+        return query.limit(Slot("limit")) if limit else query
+
+    return Rows(Trade, tail)
+
+
+_NEWEST_FIRST = (Trade.exit_time.desc(), Trade.id.desc())
+_RECENT = session_scoped(lambda session: _trades_query(session, _NEWEST_FIRST, limit=True), Trade)
+_SINCE = (Trade.symbol == Slot("symbol")) & (Trade.entry_time >= Slot("start", Trade.entry_time))
+_BY_SYMBOL = session_scoped(
+    lambda session: _trades_query(both(_SINCE, session), (Trade.entry_time, Trade.id)), Trade
+)
+
+
+class TradesMixin(ManagerBase):
     """log_trade / log_trades / trade reads for DatabaseManager."""
 
     def log_trade(
@@ -207,8 +223,10 @@ class TradesMixin:
         row = clean_trade(args, self._session(session_id))
         daily = daily_rows([row])
         if not daily:
-            return self._one(lambda: insert_row(Trade, row))
-        return insert_with_statement(Trade, row, *daily_upsert_sql(daily))
+            return self._run_statement(lambda: insert_row(Trade, row))
+        return insert_with_upsert(
+            Trade, row, lambda first: daily_upsert(1, first), daily_values(daily), key="daily"
+        )
 
     def log_trades(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
         """Insert many trades in one transaction; every row is validated before anything is written.
@@ -227,10 +245,13 @@ class TradesMixin:
                 batch = cleaned[start : start + BATCH_SIZE]
                 ids.extend(insert_rows(Trade, batch))
             for start in range(0, len(daily), BATCH_SIZE):
-                execute_template(*daily_upsert_sql(daily[start : start + BATCH_SIZE]))
+                batch = daily[start : start + BATCH_SIZE]
+                count = len(batch)
+                upsert = shape(("daily", count), partial(_daily_statement, count))
+                upsert.execute(daily_values(batch))
             return ids
 
-        return self._write(work)
+        return self._run_transaction(work)
 
     def _clean_trade_row(self, index: int, row: Any) -> dict[str, Any]:
         if not isinstance(row, Mapping):
@@ -250,25 +271,18 @@ class TradesMixin:
     def get_recent_trades(self, limit: int = 50, session_id: int | None = None) -> list[dict]:
         """The newest trades first (by exit time), of the given or current session, else all."""
         count = validate.integer("limit", limit, minimum=0, maximum=100_000)
-        where, params = self._session_filter(session_id)
-        order = "exit_time DESC, id DESC"
-        return self._dashboard_read(
-            lambda: select_rows(Trade, where, params, order_by=order, limit=count)
-        )
+        params: dict[str, Any] = {**self._session_filter(session_id), "limit": count}
+        return self._dashboard_read(lambda: _RECENT["session" in params].fetch(params))
 
     def get_trades_by_symbol_and_date(
         self, symbol: str, start: Any, session_id: int | None = None
     ) -> list[dict]:
         """Trades of `symbol` entered at or after `start` (of the given or current session)."""
-        name = validate.text("symbol", symbol, 20)
-        since = Trade.entry_time.db_value(validate.timestamp("start", start))
-        where, params = self._session_filter(session_id)
-        where = " AND ".join(filter(None, ("symbol = {p} AND entry_time >= {p}", where)))
-        order = "entry_time, id"
-        return self._dashboard_read(
-            lambda: select_rows(Trade, where, (name, since, *params), order_by=order)
-        )
+        name = validate.column(Trade.symbol, symbol)
+        since = validate.timestamp("start", start)
+        params = {**self._session_filter(session_id), "symbol": name, "start": since}
+        return self._dashboard_read(lambda: _BY_SYMBOL["session" in params].fetch(params))
 
-    def _session_filter(self, session_id: int | None) -> tuple[str, tuple[int, ...]]:
-        target = self._session(session_id)
-        return ("", ()) if target is None else ("session_id = {p}", (target,))
+
+def _daily_statement(rows: int) -> Statement:
+    return Statement(lambda: daily_upsert(rows))

@@ -18,13 +18,16 @@ class BaseModel(pw.Model):
     # Names of the fields reset to the current UTC time whenever a row is updated through the ORM
     # (the reference's `onupdate=datetime.utcnow`).
     _touch_on_update: ClassVar[tuple[str, ...]] = ()
+    # Every table's key; peewee would add the same field implicitly, but unnamed for type checkers.
+    id = pw.AutoField()
 
     class Meta:
         database = database
         legacy_table_names = False
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
-        if self._touch_on_update and self._pk is not None and not force_insert:
+        has_key = self._pk is not None  # type: ignore[attr-defined]  # peewee-private
+        if self._touch_on_update and has_key and not force_insert:
             now = utc_now()
             for name in self._touch_on_update:
                 setattr(self, name, now)
@@ -35,7 +38,7 @@ class BaseModel(pw.Model):
     @classmethod
     def update(cls, __data=None, **update):
         # Bulk `Model.update(...)` queries touch too, unless the caller sets the column explicitly.
-        data = cls._normalize_data(__data, update)
+        data = cls._normalize_data(__data, update)  # type: ignore[attr-defined]
         if cls._touch_on_update and isinstance(data, dict):
             now = utc_now()
             for name in cls._touch_on_update:

@@ -36,6 +36,7 @@ class SystemEvent(BaseModel):
     alert_method = pw.CharField(max_length=50, null=True)
     # Indexed by the composite (session_id, timestamp) below.
     session = session_link("system_events", index=False)
+    session_id: int | None  # the foreign key's raw value (peewee's accessor)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
     class Meta:

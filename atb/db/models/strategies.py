@@ -67,6 +67,7 @@ class OptimizationCycle(BaseModel):
     validator_report = JsonField(null=True)
     decision = pw.CharField(max_length=20, null=True)
     session = session_link("optimization_cycles")
+    session_id: int | None  # the foreign key's raw value (peewee's accessor)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
 
