@@ -1,7 +1,10 @@
 """Exchange orders of a position: create them, follow their status and fills, list them.
 
-Terminal states (FILLED, CANCELLED, FAILED) stay terminal: every status change is one
-conditional UPDATE that cannot match a terminal order, so concurrent updates cannot revive one.
+Orders never move backwards. Every status change is one conditional UPDATE that matches only
+an order whose status is not ahead of the new one (PENDING → OPEN → PARTIALLY_FILLED → FILLED;
+FILLED, CANCELLED and FAILED are terminal) and, for a fill report, whose cumulative fill is not
+above the reported one. So concurrent or late reports cannot revive an order, move it back, or
+replace the price and commission of a larger fill with those of a smaller one.
 """
 
 from __future__ import annotations
@@ -21,14 +24,34 @@ from .statements import Rows, Slot, Update, both, insert_row, session_scoped
 
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_ORDER_STATUSES))
 _WORKING = tuple(status for status in OrderStatus if status not in TERMINAL_ORDER_STATUSES)
-_WORKING_ORDER = (Order.id == Slot("id")) & Order.status.not_in(
-    [s for s in OrderStatus if s in TERMINAL_ORDER_STATUSES]
-)
-_UPDATE_WORKING = Update(Order, _WORKING_ORDER)
-_UPDATE_FITTING = Update(Order, _WORKING_ORDER & (Order.quantity >= Slot("filled")))
+# How far along an order is; a report may keep an order where it is or move it forward only.
+_STAGE = {OrderStatus.PENDING: 0, OrderStatus.OPEN: 1, OrderStatus.PARTIALLY_FILLED: 2}
+
+
+def _may_become(status: OrderStatus) -> pw.Node:
+    """The order is `Slot("id")` and its current status may move to `status`."""
+    stage = _STAGE.get(status, len(_STAGE))  # a terminal status ends any working one
+    earlier = [s for s in _WORKING if _STAGE[s] <= stage]
+    return (Order.id == Slot("id")) & Order.status.in_(earlier)
+
+
 # Compared against the column itself: its numeric affinity converts SQLite's text-bound Decimal.
-_KEEP_LARGER_FILL = pw.Case(
-    None, [(Order.filled_quantity > Slot("filled"), Order.filled_quantity)], Slot("filled")
+# A fill report matches only an order it fits and whose stored fill is not larger.
+_FITS = (Order.quantity >= Slot("filled")) & (Order.filled_quantity <= Slot("filled"))
+_UPDATES = {
+    (status, with_fill): Update(
+        Order, _may_become(status) & _FITS if with_fill else _may_become(status)
+    )
+    for status in OrderStatus
+    for with_fill in (False, True)
+}
+# FILLED below the order's quantity is a partial fill: stored as PARTIALLY_FILLED, not stamped.
+_SHORT_FILL = Order.quantity > Slot("filled")
+_FILLED_OR_SHORT = pw.Case(
+    None, [(_SHORT_FILL, OrderStatus.PARTIALLY_FILLED.value)], OrderStatus.FILLED.value
+)
+_FILLED_AT_UNLESS_SHORT = pw.fn.COALESCE(
+    Order.filled_at, pw.Case(None, [(_SHORT_FILL, None)], Slot("now", Order.filled_at))
 )
 _WHOLE_ORDER = Order.quantity
 _STAMPED = {
@@ -126,9 +149,13 @@ class OrdersMixin(ManagerBase):
     ) -> bool:
         """Move a working order to `status`, recording fills; False for unknown or terminal orders.
 
-        `filled_quantity` is cumulative (as exchanges report it); a report lower than the stored
-        one is ignored, so out-of-order messages cannot undo a fill. FILLED without a quantity
-        means the whole order. More than the order's quantity raises ValidationError.
+        Statuses only move forward (PENDING → OPEN → PARTIALLY_FILLED → FILLED, or to CANCELLED
+        / FAILED from any working status). `filled_quantity` is cumulative, as exchanges report
+        it: a report lower than the stored fill changes nothing at all, so price and commission
+        always describe the largest fill seen. FILLED without a quantity means the whole order;
+        FILLED with less than the order's quantity is stored as PARTIALLY_FILLED (a fill is a
+        fact to keep, the rest of the order is still working). More than the order's quantity
+        raises ValidationError. A stale or refused report returns False and writes nothing.
         """
         target = validate.integer("order_id", order_id, minimum=1)
         new_status = validate.order_status(status)
@@ -142,7 +169,7 @@ class OrdersMixin(ManagerBase):
             validate.column(Order.exchange_order_id, exchange_order_id),
             validate.money("commission", commission, optional=True),
         )
-        update = _UPDATE_WORKING if filled is None else _UPDATE_FITTING
+        update = _UPDATES[(new_status, filled is not None)]
         params = {"id": target, "filled": filled, "now": utc_now()}
         if self._run_statement(lambda: update.run(changes, **params)) == 1:
             return True
@@ -180,7 +207,9 @@ def _status_changes(
 ) -> dict[str, Any]:
     changes: dict[str, Any] = {"status": status}
     if filled is not None:
-        changes["filled_quantity"] = _KEEP_LARGER_FILL
+        changes["filled_quantity"] = filled  # the WHERE guarantees it is not a step back
+        if status is OrderStatus.FILLED:
+            changes["status"] = _FILLED_OR_SHORT
     elif status is OrderStatus.FILLED:
         changes["filled_quantity"] = _WHOLE_ORDER
     if price is not None:
@@ -191,5 +220,6 @@ def _status_changes(
         changes["commission"] = commission
     if status in _STAMPED:
         name, first_time = _STAMPED[status]
-        changes[name] = first_time
+        short_possible = status is OrderStatus.FILLED and filled is not None
+        changes[name] = _FILLED_AT_UNLESS_SHORT if short_possible else first_time
     return changes
