@@ -147,7 +147,8 @@ class OrdersMixin(ManagerBase):
         exchange_order_id: str | None = None,
         commission: Any = None,
     ) -> bool:
-        """Move a working order to `status`, recording fills; False for unknown or terminal orders.
+        """Move a working order forward to `status`, recording fills; False for unknown, terminal
+        or stale reports (nothing written).
 
         Statuses only move forward (PENDING → OPEN → PARTIALLY_FILLED → FILLED, or to CANCELLED
         / FAILED from any working status). `filled_quantity` is cumulative, as exchanges report
