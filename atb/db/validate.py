@@ -11,6 +11,7 @@ import decimal
 import enum
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, overload
 
@@ -186,8 +187,18 @@ def money(
     return number + 0  # normalise -0 to 0
 
 
+# A number as text: ASCII digits, optional sign, point and exponent (NaN/inf are judged later).
+_NUMBER_TEXT = re.compile(
+    r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*",
+    re.IGNORECASE | re.ASCII,
+)
+
+
 def _to_decimal(field: str, value: Any) -> decimal.Decimal:
     """money()'s conversion of text and of numbers other than exact Decimal/int/float."""
+    if isinstance(value, str) and not _NUMBER_TEXT.fullmatch(value):
+        # Decimal() would also take '١٢٣' (other scripts' digits) and '1_000'.
+        raise ValidationError(field, f"{value!r} is not a number (ASCII digits only)")
     try:
         if isinstance(value, float):
             return decimal.Decimal(repr(value))
@@ -293,6 +304,11 @@ def text(
         raise ValidationError(field, f"{value!r} is not text")
     if "\x00" in value:
         raise ValidationError(field, "contains a NUL character")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(field, "contains a lone surrogate (not valid Unicode)") from None
     if not allow_empty and not value.strip():
         if optional:
             return None
@@ -302,6 +318,10 @@ def text(
             field, f"is {len(value)} characters long; at most {max_length} allowed"
         )
     return value
+
+
+# Room on both sides for time-zone shifts and the day arithmetic of daily metrics.
+_EARLIEST, _LATEST = dt.datetime(1900, 1, 1), dt.datetime(9999, 1, 1)
 
 
 @overload
@@ -321,12 +341,14 @@ def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime 
             raise ValidationError(field, f"{value!r} is not an ISO 8601 datetime") from None
     if hasattr(value, "to_pydatetime"):  # pandas Timestamp
         value = value.to_pydatetime()
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        value = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     if isinstance(value, dt.datetime):
-        if not (dt.datetime(1900, 1, 1) <= value.replace(tzinfo=None) <= dt.datetime(9999, 1, 1)):
-            raise ValidationError(field, f"{value!r} is outside the supported range")
+        if not (_EARLIEST <= value.replace(tzinfo=None) <= _LATEST):
+            raise ValidationError(
+                field, f"{value.isoformat()} is outside the supported range (1900-01-01 to 9999-01-01)"
+            )
         return as_utc(value)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     raise ValidationError(field, f"{value!r} is not a datetime")
 
 

@@ -251,3 +251,10 @@ class Trade(BaseModel):
             (("session_id", "exit_time"), False),
             (("symbol", "entry_time"), False),
         )
+
+
+# An exchange order id (trades) or internal order id (orders) is unique per session; the composite
+# unique indexes above cannot see rows without a session (NULLs are distinct), so these partial
+# ones make the ids unique among session-less rows too (migration 003).
+Trade.add_index(Trade.order_id, unique=True, where=pw.SQL("session_id IS NULL"))
+Order.add_index(Order.internal_order_id, unique=True, where=pw.SQL("session_id IS NULL"))
