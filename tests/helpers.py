@@ -344,3 +344,23 @@ def stand_in_models(version: int) -> list[type[pw.Model]]:
 def rows(db: pw.Database, table: str) -> list[tuple]:
     """Every row of a table, in id order."""
     return db.execute_sql(f'SELECT * FROM "{table}" ORDER BY id').fetchall()
+
+
+def run_python_workers_together(script: str, argvs: list[list[str]], timeout: float = 120) -> None:
+    """Run `python -c script ARGS...` once per argv, released at the same moment: each worker
+    prints "ready" when set up and waits for a line on stdin. Asserts every one exits 0."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *argv],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for argv in argvs
+    ]
+    for worker in workers:
+        assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    for worker in workers:
+        _, err = worker.communicate(timeout=timeout)
+        assert worker.returncode == 0, err

@@ -330,6 +330,19 @@ def _settings_url(settings) -> str:
     return settings.url
 
 
+def _refuse_unless_allowed(db, target: str, action: str, allow_production: bool) -> bool:
+    """The production guard of a writing command: refuse a remote or production database unless
+    allowed, and for a local one check that the server really is local. True when it is local."""
+    from atb.db.admin import check_server_is_local, refuse_unless_local
+
+    is_local = refuse_unless_local(
+        target, os.environ, allow_production=allow_production, action=action
+    )
+    if is_local:
+        check_server_is_local(db, target, action=action)
+    return is_local
+
+
 def _confirm_destructive(
     *, what: str, url: str, is_local: bool, yes: bool, confirm_name: str | None, typed: bool
 ) -> None:
@@ -720,16 +733,11 @@ def restore_command(
       atb db restore backups/atb.sql.gz --yes
       atb db restore backups/atb.dump --role atb_owner
     """
-    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.backup import restore_database
 
     db, settings = _connect(url)
     target = _settings_url(settings)
-    is_local = refuse_unless_local(
-        target, os.environ, allow_production=allow_production, action="restore into"
-    )
-    if is_local:
-        check_server_is_local(db, target, action="restore into")
+    is_local = _refuse_unless_allowed(db, target, "restore into", allow_production)
     _confirm_destructive(
         what=f"This replaces every object in the backup {file.name} in",
         url=target,
@@ -786,16 +794,11 @@ def nuke_command(
       atb db nuke                # asks for the database name
       atb db nuke --yes          # local development, no prompt
     """
-    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.nuke import nuke_database, schema_objects
 
     db, settings = _connect(url)
     target = _settings_url(settings)
-    is_local = refuse_unless_local(
-        target, os.environ, allow_production=allow_production, action="nuke"
-    )
-    if is_local:
-        check_server_is_local(db, target, action="nuke")
+    is_local = _refuse_unless_allowed(db, target, "nuke", allow_production)
     objects = schema_objects(db)
     summary = ", ".join(f"{len(names)} {kind}(s)" for kind, names in objects.items() if names)
     _confirm_destructive(
@@ -870,7 +873,6 @@ def rollback_command(
       atb db rollback --to 001_initial      # undo everything after 001_initial
       atb db rollback --to zero --yes       # back to an empty schema; `atb db migrate` re-applies
     """
-    from atb.db.admin import check_server_is_local, refuse_unless_local
 
     if to is not None and steps is not None:
         raise click.UsageError("give --to NAME or --steps N, not both")
@@ -888,11 +890,7 @@ def rollback_command(
         click.echo("nothing to roll back")
         return
     target = _settings_url(settings)
-    is_local = refuse_unless_local(
-        target, os.environ, allow_production=allow_production, action="roll back migrations of"
-    )
-    if is_local:
-        check_server_is_local(db, target, action="roll back migrations of")
+    is_local = _refuse_unless_allowed(db, target, "roll back migrations of", allow_production)
     _confirm_destructive(
         what=f"This rolls back {', '.join(names)} (dropping what they created, with its data) in",
         url=target,
@@ -1194,7 +1192,6 @@ def adopt_command(
       atb db adopt                       # backup, confirm, convert, verify
       railway run atb db adopt --allow-production --confirm railway
     """
-    from atb.db.admin import check_server_is_local, refuse_unless_local
     from atb.db.admin.adopt import adopt_database, parse_mappings, plan_adoption
     from atb.db.admin.backup import _stop_if_cancelled, backup_database
     from atb.db.admin.railway import default_backup_path
@@ -1209,11 +1206,7 @@ def adopt_command(
     db, settings = _connect(url)
     target = _settings_url(settings)
     if not plan:
-        is_local = refuse_unless_local(
-            target, os.environ, allow_production=allow_production, action="adopt"
-        )
-        if is_local:
-            check_server_is_local(db, target, action="adopt")
+        is_local = _refuse_unless_allowed(db, target, "adopt", allow_production)
     try:
         found = plan_adoption(db, mappings=mappings)
     except ValidationError as exc:

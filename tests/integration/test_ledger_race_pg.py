@@ -6,11 +6,10 @@ before it, and `get_current_balance` must return the last committed row."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
+from helpers import run_python_workers_together
 
 from atb.db import DatabaseManager
 from atb.testing import execute_sql
@@ -38,21 +37,9 @@ WORKER = textwrap.dedent(
 def test_concurrent_adjustments_form_one_chain_and_current_is_the_last(pg_database_url, pg_db):
     manager = DatabaseManager(database=pg_db, apply_migrations=False)
     sid = manager.create_trading_session("ledger", "BTCUSDT", "1h", "live", "1000")
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, pg_database_url, str(sid), str(i), str(ADJUSTMENTS)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        for i in range(PROCESSES)
-    ]
-    for worker in workers:
-        assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
-    for worker in workers:
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-    for worker in workers:
-        _, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
+    run_python_workers_together(
+        WORKER, [[pg_database_url, str(sid), str(i), str(ADJUSTMENTS)] for i in range(PROCESSES)]
+    )
 
     details = [
         json.loads(row[0]) if isinstance(row[0], str) else row[0]

@@ -4,12 +4,10 @@ that report's price and commission, and never moves back to OPEN."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from helpers import log_position
+from helpers import log_position, run_python_workers_together
 
 from atb.db import DatabaseManager
 from atb.db.models import Order
@@ -34,9 +32,7 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_reports_in_any_order_from_four_processes_leave_the_largest_fill(
-    pg_database_url, pg_db
-):
+def test_reports_in_any_order_from_four_processes_leave_the_largest_fill(pg_database_url, pg_db):
     import json
 
     manager = DatabaseManager(database=pg_db, apply_migrations=False)
@@ -48,21 +44,9 @@ def test_reports_in_any_order_from_four_processes_leave_the_largest_fill(
         manager.update_order_status(order_id, "partially_filled", filled_quantity=0.5)
         shuffled = random.Random(round_).sample(REPORTS, len(REPORTS))
         shares = [shuffled[i::4] for i in range(4)]
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-c", WORKER, pg_database_url, str(order_id), json.dumps(share)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            )  # fmt: skip
-            for share in shares
-        ]
-        for worker in workers:
-            assert worker.stdout.readline().strip() == "ready", worker.stderr.read()
-        for worker in workers:
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        for worker in workers:
-            _, err = worker.communicate(timeout=120)
-            assert worker.returncode == 0, err
+        run_python_workers_together(
+            WORKER, [[pg_database_url, str(order_id), json.dumps(share)] for share in shares]
+        )
 
         stored = Order.get_by_id(order_id)
         assert stored.status.value == "PARTIALLY_FILLED"  # never moved back to OPEN
