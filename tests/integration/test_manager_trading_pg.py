@@ -254,7 +254,7 @@ def test_concurrent_updates_cannot_resurrect_a_terminal_order(
     position_id = log_position(manager)
     statuses = ["filled", "cancelled", "open", "partially_filled", "rejected", "pending"]
     for _ in range(15):
-        order_id = manager.create_order(position_id, "full_exit", "BTCUSDT", "sell", "1", "s")
+        order_id = manager.create_order(position_id, "full_exit", "BTCUSDT", "sell", "0.5", "s")  # FILLED at 0.5 is the whole order
         calls = [
             (lambda s=s, o=order_id: manager.update_order_status(o, s, filled_quantity="0.5"))
             for s in statuses
