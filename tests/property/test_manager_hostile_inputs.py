@@ -76,6 +76,8 @@ def money(value: Any, *, optional: bool = False, positive: bool = False,
         return None if optional else REFUSED
     if isinstance(value, bool) or not isinstance(value, (int, float, D, str)):
         return REFUSED
+    if isinstance(value, str) and (not value.isascii() or "_" in value):
+        return REFUSED  # '١٢٣' and '1_000' are Decimal() input, but not numbers we take
     try:
         number = D(repr(value)) if isinstance(value, float) else D(value)
         if not number.is_finite():
@@ -94,6 +96,8 @@ def text(value: Any, max_length: int, *, optional: bool = False) -> Any:
         return None if optional else REFUSED
     if not isinstance(value, str) or "\x00" in value:
         return REFUSED
+    if not value.encode("utf-8", "surrogatepass").decode("utf-8", "ignore") == value:
+        return REFUSED  # a lone surrogate
     if not value.strip():
         return None if optional else REFUSED
     return value if len(value) <= max_length else REFUSED
