@@ -83,15 +83,30 @@ def browser():
         driver.quit()
 
 
+def _is_stale(element) -> bool:
+    """True once `element` left the document. Chromedriver reports that either as a stale
+    element or, during the page swap, as "Node with given id does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
+
+
 def navigate(browser, action) -> None:
     """Run `action` (a click or a submit) and wait until the next page has replaced this one."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     page = browser.find_element(By.TAG_NAME, "html")
     action()
-    WebDriverWait(browser, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(browser, 15).until(lambda _: _is_stale(page))
     WebDriverWait(browser, 15).until(
         lambda b: b.execute_script("return document.readyState") == "complete"
     )
