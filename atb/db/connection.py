@@ -683,15 +683,11 @@ def run(work: Callable[[], T], *, transaction: bool = True, replica: bool = Fals
 
     `replica=True` marks a dashboard read that a configured read replica may serve.
     """
-    replica_now = _replica if replica else None
+    runner = _replica.read if replica and _replica is not None else _run
     if getattr(_deadline, "at", _UNSET) is not _UNSET:
-        if replica_now is not None:
-            return replica_now.read(work, transaction=transaction)
-        return _run(work, transaction=transaction)
+        return runner(work, transaction=transaction)
     with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
-        if replica_now is not None:
-            return replica_now.read(work, transaction=transaction)
-        return _run(work, transaction=transaction)
+        return runner(work, transaction=transaction)
 
 
 def _run(work: Callable[[], T], *, transaction: bool = True) -> T:

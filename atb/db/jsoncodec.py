@@ -79,20 +79,28 @@ def _decimal(value: decimal.Decimal) -> Any:
 
 def sanitize(value: Any, path: str = "") -> Any:
     """Plain JSON values (exact numbers kept as `_Number`), or JsonRefused naming the path."""
-    if value is None or isinstance(value, (bool, _Number)):
+    return _sanitize(value, path, [])
+
+
+def _sanitize(value: Any, path: str, exact: list[_Number]) -> Any:
+    """`sanitize`, appending every exact number it keeps to `exact`."""
+    if isinstance(value, _Number):
+        exact.append(value)
+        return value
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
         return _check_text(value, path)
     if isinstance(value, int):
         if value.bit_length() > _SAFE_INT_BITS:
-            return _Number(format(decimal.Decimal(value), "f"))
+            return _sanitize(_Number(format(decimal.Decimal(value), "f")), path, exact)
         return int(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, decimal.Decimal):
-        return _decimal(value)
+        return _sanitize(_decimal(value), path, exact)
     if isinstance(value, enum.Enum):
-        return sanitize(value.value, path)
+        return _sanitize(value.value, path, exact)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             value = value.astimezone(UTC)
@@ -104,28 +112,18 @@ def sanitize(value: Any, path: str = "") -> Any:
             here = f"{path}.{name}" if path else name
             if name in out:
                 raise JsonRefused(here, f"two keys become the same JSON key {name!r}")
-            out[name] = sanitize(item, here)
+            out[name] = _sanitize(item, here, exact)
         return out
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [sanitize(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return [_sanitize(item, f"{path}[{i}]", exact) for i, item in enumerate(value)]
     if isinstance(value, (bytes, bytearray, memoryview)):
         raise JsonRefused(path, "bytes are not JSON (decode them, or store them as base64 text)")
     # numpy scalars and arrays, without importing numpy.
     if hasattr(value, "tolist") and callable(value.tolist):
-        return sanitize(value.tolist(), path)
+        return _sanitize(value.tolist(), path, exact)
     if hasattr(value, "item") and callable(value.item):
-        return sanitize(value.item(), path)
+        return _sanitize(value.item(), path, exact)
     raise JsonRefused(path, f"a {type(value).__name__} is not JSON")
-
-
-def _has_exact_numbers(value: Any) -> bool:
-    if isinstance(value, _Number):
-        return True
-    if isinstance(value, dict):
-        return any(_has_exact_numbers(item) for item in value.values())
-    if isinstance(value, list):
-        return any(_has_exact_numbers(item) for item in value)
-    return False
 
 
 def _encode(value: Any, out: list[str]) -> None:
@@ -153,8 +151,9 @@ def _encode(value: Any, out: list[str]) -> None:
 
 def dumps(value: Any) -> str:
     """Compact JSON text of a payload, numbers exact; JsonRefused for what JSON cannot hold."""
-    clean = sanitize(value)
-    if not _has_exact_numbers(clean):
+    exact: list[_Number] = []
+    clean = _sanitize(value, "", exact)
+    if not exact:  # no digits a float would lose: the C encoder
         return json.dumps(clean, separators=(",", ":"), allow_nan=False)
     out: list[str] = []
     _encode(clean, out)

@@ -45,7 +45,7 @@ def test_resume_takes_the_same_statements_whatever_the_session_holds(manager, ca
 
     assert (len(few["positions"]), len(many["positions"])) == (1, 40)
     assert all(p["orders"] for p in many["positions"])  # each with its ENTRY order
-    assert few_count == many_count <= 7
+    assert 0 < few_count == many_count <= 7  # counted (the peewee logger sees every statement)
     assert many["peak_equity"] == max(10600.0, many["balance"]) and few["peak_equity"] >= 10600.0
     assert many["balance_source"] == "trades"
 
