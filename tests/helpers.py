@@ -352,7 +352,10 @@ def run_python_workers_together(script: str, argvs: list[list[str]], timeout: fl
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", script, *argv],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )  # fmt: skip
         for argv in argvs
     ]

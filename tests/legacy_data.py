@@ -358,8 +358,8 @@ def snapshot(url: str) -> dict[str, dict[int, tuple]]:
         select = []
         names = []
         for column, pg_type in cols:
-            if column == "average_fill_price":
-                continue  # the column adopt adds (NULL everywhere)
+            if column in ("average_fill_price", "request_id"):
+                continue  # columns adopt adds (NULL everywhere)
             names.append(column)
             if pg_type == "timestamp without time zone":
                 select.append(f"\"{column}\" AT TIME ZONE 'UTC'")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import re
+import select
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import peewee as pw
 import psycopg2
@@ -36,6 +37,7 @@ from .settings import DatabaseSettings, redact_url
 from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
+
 
 class RoutingProxy(pw.DatabaseProxy):
     """Peewee's DatabaseProxy, except that a thread serving a dashboard read sees the replica.
@@ -153,7 +155,9 @@ class _Watchdog:
             token = self._tokens
             self._watched[token] = (at, conn.fileno())
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="atb-db-watchdog", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="atb-db-watchdog", daemon=True
+                )
                 self._thread.start()
             if not self._wakes_at or at < self._wakes_at:
                 self._cond.notify()
@@ -337,7 +341,7 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         return self._state.conn.get_transaction_status() == pgext.TRANSACTION_STATUS_IDLE
 
     def _is_closed(self, conn) -> bool:
-        if conn.closed:
+        if conn.closed or died_while_idle(conn):
             return True
         returned = self._returned_at.get(self.conn_key(conn))
         if self._ping_after is None or (
@@ -370,6 +374,20 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         (its session may carry state: settings, advisory locks, prepared statements)."""
         if not self.is_closed():
             self._not_reusable.add(self.conn_key(self.connection()))
+
+
+def died_while_idle(conn: Any) -> bool:
+    """True when an idle connection's socket has something to read: nothing was asked, so it is
+    the server's goodbye (FATAL on shutdown or pg_terminate_backend) or the end of the stream.
+    A zero-timeout poll, no round trip: such a connection is replaced before anything is sent on
+    it, so even work that is not safe to repeat survives a restart between two calls."""
+    try:
+        if conn.get_transaction_status() != pgext.TRANSACTION_STATUS_IDLE:
+            return False
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg2.Error):
+        return True
+    return bool(readable)
 
 
 def is_postgres(db: pw.Database | None = None) -> bool:
@@ -678,65 +696,178 @@ def translated_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
-def run(work: Callable[[], T], *, transaction: bool = True, replica: bool = False) -> T:
-    """`_run` within the call time bound (ATB_DB_CALL_TIMEOUT_S) unless the caller set one.
+def run(
+    work: Callable[[], T],
+    *,
+    transaction: bool = True,
+    replica: bool = False,
+    idempotent: bool = False,
+) -> T:
+    """Run `work` on a pooled connection (see `_run`), each attempt within the call time bound
+    (ATB_DB_CALL_TIMEOUT_S) unless the caller set one.
 
     `replica=True` marks a dashboard read that a configured read replica may serve.
+    `idempotent=True` says running `work` twice has the effect of running it once (an insert
+    keyed by its request id, an UPDATE setting absolute values, a read): only then is it retried
+    after a failure that may have come after the server applied it.
     """
-    runner = _replica.read if replica and _replica is not None else _run
-    if getattr(_deadline, "at", _UNSET) is not _UNSET:
-        return runner(work, transaction=transaction)
-    with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
-        return runner(work, transaction=transaction)
+    if replica and _replica is not None:
+        return _replica.read(work, transaction=transaction)
+    return _run(work, transaction=transaction, idempotent=idempotent)
 
 
-def _run(work: Callable[[], T], *, transaction: bool = True) -> T:
+_retry = threading.local()
+_FIRST_PAUSE_S, _LONGEST_PAUSE_S = 0.05, 1.0
+
+
+def retrying() -> bool:
+    """True while `run()` repeats work whose earlier attempt may have been applied (the
+    connection died while the statement or its commit was in flight). Work whose repeat reports
+    "nothing to do" (closing a closed position, say) can then check whether it did it itself."""
+    return bool(getattr(_retry, "unknown", False))
+
+
+def _retry_budget_s() -> float:
+    return float(_settings.retry_s) if _settings is not None else 5.0
+
+
+class _Attempt:
+    """How far one attempt got: what a failure may have left applied on the server."""
+
+    __slots__ = ("sent", "committing")
+
+    def __init__(self) -> None:
+        self.sent = False  # a statement may have reached the server
+        self.committing = False  # the COMMIT was sent
+
+    def maybe_applied(self, transaction: bool) -> bool:
+        # A transaction that died before its COMMIT was rolled back by the server; a single
+        # statement in autocommit, or a COMMIT in flight, may have been applied.
+        return self.committing or (self.sent and not transaction)
+
+
+def _run(
+    work: Callable[[], T], *, transaction: bool = True, idempotent: bool = False, retry: bool = True
+) -> T:
     """Run `work` on a pooled connection, in one transaction unless told otherwise.
 
-    Inside a caller's transaction it simply joins it. Outside one, a connection that died before
-    the commit (server restart, failover) is discarded and the work retried once on a fresh
-    connection; a failure during the commit itself is never retried (the outcome is unknown).
+    Inside a caller's transaction it simply joins it (no retry can cover someone else's
+    transaction). Outside one, when the connection is lost (server restart, failover, a dead
+    pooled connection) the work is retried on a fresh connection, with growing pauses, for up
+    to ATB_DB_RETRY_S seconds from the call's start; DatabaseUnavailable reaches the caller
+    only after that. A failure that may have come after the server applied the work (during a
+    single statement or its COMMIT) is retried only when `idempotent`. A call that ran out of
+    its time bound (frozen server) is not retried: the caller asked for an answer within it.
     """
     db = bound_database()
+    bounded = getattr(_deadline, "at", _UNSET) is not _UNSET
     if db.in_transaction():
-        with translated_errors():
+        with _attempt_bound(bounded), translated_errors():
             if transaction:
                 with db.atomic():
                     return work()
             return work()
-    for attempt in (1, 2):
-        committing = connected = False
-        # Pooled connections go back to the pool after each call; SQLite keeps its one connection
-        # (closing an in-memory database would destroy it).
-        opened_here = is_postgres(db) and db.is_closed()
+    started = time.monotonic()
+    gives_up = started + (_retry_budget_s() if retry else 0.0)
+    pause, attempts, outermost = _FIRST_PAUSE_S, 0, not retrying()
+    try:
+        while True:
+            attempts += 1
+            attempt = _Attempt()
+            try:
+                with _attempt_bound(bounded):
+                    result = _attempt_once(db, work, transaction, attempt)
+            except DatabaseUnavailable as exc:
+                may_repeat = idempotent or not attempt.maybe_applied(transaction)
+                left = gives_up - time.monotonic()
+                if not (may_repeat and left > 0 and _lost_connection(exc, db)):
+                    if attempts > 1:
+                        raise _gave_up(exc, attempts, time.monotonic() - started) from exc.__cause__
+                    raise
+                if attempt.maybe_applied(transaction):
+                    _retry.unknown = True
+                if attempts == 1:
+                    log.warning(
+                        "connection to %s was lost; retrying for up to %.0f s (ATB_DB_RETRY_S)",
+                        _describe_target(),
+                        gives_up - started,
+                    )
+                time.sleep(min(pause, left))
+                pause = min(pause * 2, _LONGEST_PAUSE_S)
+                continue
+            if attempts > 1:
+                log.info(
+                    "reconnected to %s after %d attempts (%.1f s)",
+                    _describe_target(),
+                    attempts,
+                    time.monotonic() - started,
+                )
+            return result
+    finally:
+        if outermost:
+            _retry.unknown = False
+
+
+@contextmanager
+def _attempt_bound(bounded: bool) -> Iterator[None]:
+    """Each attempt gets the call time bound, unless the caller set a deadline for the whole call."""
+    if bounded:
+        yield
+        return
+    with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
+        yield
+
+
+def _attempt_once(
+    db: pw.Database, work: Callable[[], T], transaction: bool, attempt: _Attempt
+) -> T:
+    # Pooled connections go back to the pool after each call; SQLite keeps its one connection
+    # (closing an in-memory database would destroy it).
+    postgres = is_postgres(db)
+    if postgres and not db.is_closed() and died_while_idle(db.connection()):
+        _discard_dead_connection(db, dead=True)  # the thread's own connection died meanwhile
+    opened_here = postgres and db.is_closed()
+    with translated_errors():
+        if opened_here:
+            db.connect()
+        attempt.sent = True
         try:
-            with translated_errors():
-                if opened_here:
-                    db.connect()
-                connected = True
-                try:
-                    if not transaction:
-                        return work()
-                    with db.atomic():
-                        result = work()
-                        committing = True
-                    return result
-                finally:
-                    if opened_here and not db.is_closed():
-                        db.close()
-        except DatabaseUnavailable as exc:
-            cause = exc.__cause__
-            retryable = (
-                attempt == 1
-                and connected
-                and not committing
-                and isinstance(cause, (pw.OperationalError, pw.InterfaceError))
-                and _discard_dead_connection(db)
-            )
-            if not retryable:
-                raise
-            log.warning("connection to %s was lost; retrying once", _describe_target())
-    raise AssertionError("unreachable")
+            if not transaction:
+                return work()
+            with db.atomic():
+                result = work()
+                attempt.committing = True
+            return result
+        finally:
+            if opened_here and not db.is_closed():
+                db.close()
+
+
+def _lost_connection(exc: DatabaseUnavailable, db: pw.Database) -> bool:
+    """True when `exc` is a lost or refused connection that a fresh one may cure (the thread's
+    dead connection is dropped), not a timeout, a full pool or a refused login."""
+    cause = exc.__cause__
+    if not isinstance(cause, (pw.OperationalError, pw.InterfaceError)):
+        return False  # e.g. the pool is exhausted: waiting longer is the pool timeout's job
+    text = str(_driver_error(cause))
+    if _TIMED_OUT in text or _REFUSED_LOGIN.search(text):
+        return False
+    return _discard_dead_connection(db)
+
+
+# A server that answered the login with an error that waiting will not cure.
+_REFUSED_LOGIN = re.compile(
+    r"password authentication failed|no pg_hba\.conf entry|does not exist|"
+    r"permission denied|too many connections for role",
+    re.IGNORECASE,
+)
+
+
+def _gave_up(exc: DatabaseUnavailable, attempts: int, elapsed: float) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"{exc} (gave up after {attempts} attempts in {elapsed:.1f} s; ATB_DB_RETRY_S sets how "
+        "long a lost connection is retried)"
+    )
 
 
 @contextmanager
@@ -776,13 +907,14 @@ def checkout_alive(db: pw.Database) -> bool:
     return True
 
 
-def _discard_dead_connection(db: pw.Database) -> bool:
-    """Drop the calling thread's dead connection; True when a retry makes sense."""
+def _discard_dead_connection(db: pw.Database, *, dead: bool = False) -> bool:
+    """Drop the calling thread's dead connection (`dead`: known to be); True when a retry
+    makes sense."""
     if not is_postgres(db):
         return False
     if db.is_closed():
         return True  # failed while connecting: nothing was sent
-    if not _connection_is_dead(db):
+    if not dead and not _connection_is_dead(db):
         return False
     try:
         db.manual_close()  # type: ignore[attr-defined]  # a pool method

@@ -127,9 +127,7 @@ def apply_pending_migrations(
 ) -> list[str]:
     """Apply every pending migration, or those up to and including `to` (or only record them with
     `fake`); returns the names applied."""
-    return _under_migration_lock(
-        db, lock_wait_seconds, lambda db: _apply(db, directory, fake, to)
-    )
+    return _under_migration_lock(db, lock_wait_seconds, lambda db: _apply(db, directory, fake, to))
 
 
 def _under_migration_lock(

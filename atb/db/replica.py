@@ -76,7 +76,7 @@ def measure(db: pw.Database, url: str, max_lag_s: int) -> ReplicaHealth:
     try:
         with connection.database.routed_to(db):
             in_recovery, lag = connection._run(
-                lambda: db.execute_sql(LAG_SQL).fetchone(), transaction=False
+                lambda: db.execute_sql(LAG_SQL).fetchone(), transaction=False, retry=False
             )
     except DatabaseError as exc:
         return ReplicaHealth(url, False, None, None, max_lag_s, f"unreachable: {_line(exc)}")
@@ -148,10 +148,11 @@ class ReadReplica:
         primary. Inside a caller's transaction the primary answers: the read must see its writes."""
         primary = connection.database.primary
         if primary is None or primary.in_transaction() or not self.health().usable:
-            return connection._run(work, transaction=transaction)
+            return connection._run(work, transaction=transaction, idempotent=True)
         try:
             with connection.database.routed_to(self.db):
-                return connection._run(work, transaction=transaction)
+                # No retry budget on the replica: the primary answers at once instead.
+                return connection._run(work, transaction=transaction, idempotent=True, retry=False)
         except DatabaseUnavailable as exc:
             self._record(
                 ReplicaHealth(self.url, False, None, None, self.max_lag_s, f"failed: {_line(exc)}")
@@ -164,4 +165,4 @@ class ReadReplica:
                 "read replica %s cancelled a read (recovery conflict): the primary answers",
                 self.url,
             )
-        return connection._run(work, transaction=transaction)
+        return connection._run(work, transaction=transaction, idempotent=True)

@@ -200,8 +200,14 @@ def parse_url(url: str) -> ParsedUrl:
     try:
         parts = urlsplit(url)
         hostname, _ = parts.hostname, parts.username  # urlsplit validates these lazily
-    except ValueError as exc:  # e.g. "Invalid IPv6 URL" for a raw `[`; its text may quote the netloc
-        why = ": Invalid IPv6 URL (an unclosed [ in the host or password)" if "IPv6" in str(exc) else ""
+    except (
+        ValueError
+    ) as exc:  # e.g. "Invalid IPv6 URL" for a raw `[`; its text may quote the netloc
+        why = (
+            ": Invalid IPv6 URL (an unclosed [ in the host or password)"
+            if "IPv6" in str(exc)
+            else ""
+        )
         raise ConfigurationError(f"database URL {redact_url(url)} is malformed{why}") from None
     scheme = parts.scheme.lower()
     if scheme not in SUPPORTED_SCHEMES:
@@ -284,6 +290,7 @@ class DatabaseSettings:
     sslmode: str | None = None
     keepalives_idle: int = 30
     call_timeout_s: int = 15
+    retry_s: int = 5
     allow_sqlite: bool = False
     production: bool = False
     replica_url: str | None = field(default=None, repr=False)  # DATABASE_REPLICA_URL
@@ -393,6 +400,7 @@ class DatabaseSettings:
             sslmode=env.get("ATB_DB_SSLMODE") or None,
             keepalives_idle=_env_int(env, "ATB_DB_KEEPALIVES_IDLE", 30, minimum=1),
             call_timeout_s=_env_int(env, "ATB_DB_CALL_TIMEOUT_S", 15, minimum=1),
+            retry_s=_env_int(env, "ATB_DB_RETRY_S", 5),
             allow_sqlite=allow_sqlite,
             production=production,
             replica_url=_replica_url(env, resolved),

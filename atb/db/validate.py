@@ -346,7 +346,8 @@ def timestamp(field: str, value: Any, *, optional: bool = False) -> dt.datetime 
     if isinstance(value, dt.datetime):
         if not (_EARLIEST <= value.replace(tzinfo=None) <= _LATEST):
             raise ValidationError(
-                field, f"{value.isoformat()} is outside the supported range (1900-01-01 to 9999-01-01)"
+                field,
+                f"{value.isoformat()} is outside the supported range (1900-01-01 to 9999-01-01)",
             )
         return as_utc(value)
     raise ValidationError(field, f"{value!r} is not a datetime")

@@ -90,7 +90,9 @@ def _equivalent(given_, stored) -> bool:
     return set(given_) == set(stored) and all(_equivalent(v, stored[k]) for k, v in given_.items())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(value=json_values)
 def test_any_json_value_is_stored_exactly_or_refused(manager, value):
     try:

@@ -284,7 +284,12 @@ def test_drawdown_of_whole_number_balances_is_not_truncated(backend):
     session_id = backend.create_trading_session("s", "BTCUSDT", "1h", "paper", 1000)
     for balance in (1000, 997, 999):
         backend.log_account_snapshot(
-            balance=balance, equity=balance, total_pnl=0, open_positions=0, total_exposure=0, drawdown=0
+            balance=balance,
+            equity=balance,
+            total_pnl=0,
+            open_positions=0,
+            total_exposure=0,
+            drawdown=0,
         )
     metrics = backend.get_performance_metrics(session_id=session_id)
     assert metrics["max_drawdown"] == pytest.approx(0.3)

@@ -207,7 +207,9 @@ def test_database_info_never_shows_the_password(pg_database_url: str, pg_db: pw.
     parsed = parse_url(pg_database_url)
     url = build_url(parsed.host, parsed.port, parsed.user or "postgres", "s3cret-pw",
                     parsed.database, parsed.query)  # fmt: skip
-    manager = DatabaseManager(url, apply_migrations=False, replace=True)  # trust auth ignores the password
+    manager = DatabaseManager(
+        url, apply_migrations=False, replace=True
+    )  # trust auth ignores the password
 
     info = manager.get_database_info()
 
@@ -254,7 +256,9 @@ def test_concurrent_updates_cannot_resurrect_a_terminal_order(
     position_id = log_position(manager)
     statuses = ["filled", "cancelled", "open", "partially_filled", "rejected", "pending"]
     for _ in range(15):
-        order_id = manager.create_order(position_id, "full_exit", "BTCUSDT", "sell", "0.5", "s")  # FILLED at 0.5 is the whole order
+        order_id = manager.create_order(
+            position_id, "full_exit", "BTCUSDT", "sell", "0.5", "s"
+        )  # FILLED at 0.5 is the whole order
         calls = [
             (lambda s=s, o=order_id: manager.update_order_status(o, s, filled_quantity="0.5"))
             for s in statuses

@@ -38,7 +38,12 @@ def load_table_script():
 def readme_database(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     """Where `DatabaseManager()` in the README lands: the test's SQLite database, or DATABASE_URL
     set to the run's PostgreSQL database (emptied afterwards by `pg_db`)."""
-    for name in ("DATABASE_PUBLIC_URL", "ATB_ENV", "RAILWAY_ENVIRONMENT_NAME", "RAILWAY_ENVIRONMENT"):
+    for name in (
+        "DATABASE_PUBLIC_URL",
+        "ATB_ENV",
+        "RAILWAY_ENVIRONMENT_NAME",
+        "RAILWAY_ENVIRONMENT",
+    ):
         monkeypatch.delenv(name, raising=False)
     if request.param == "sqlite":
         db = request.getfixturevalue("sqlite_db")
@@ -54,7 +59,9 @@ def seed_trades() -> None:
     manager = DatabaseManager(database=connection.bound_database(), apply_migrations=False)
     session_id = manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", 1000)
     recent = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-    log_trade(manager, session_id=session_id, exit_time=recent, entry_time=recent - dt.timedelta(hours=1))
+    log_trade(
+        manager, session_id=session_id, exit_time=recent, entry_time=recent - dt.timedelta(hours=1)
+    )
     log_trade(manager, session_id=session_id, source="paper", exit_time=T0)
     log_trade(manager, symbol="ETHUSDT", side="short", pnl="-3", exit_time=recent + dt.timedelta(minutes=30),
               entry_time=recent, exit_price="103", entry_price="100")  # fmt: skip

@@ -24,6 +24,7 @@ FUTURE = "999_from_a_newer_atb"
 
 def pg_schema(url: str) -> dict[str, list[tuple]]:
     """Every table, column, index, constraint and sequence of the public schema but the history."""
+
     def rows(sql: str) -> list[tuple]:
         return execute_sql(url, sql)
 
@@ -224,9 +225,10 @@ def test_migrate_to_stops_there_and_plan_agrees(make_pg_database: Callable[..., 
 def test_migrate_to_an_unknown_name_lists_the_known_ones(migrated_url: str) -> None:
     result = atb_db("migrate", "--url", migrated_url, "--to", "002_nope")
     assert result.exit_code == 1
-    assert "--to '002_nope' is not a migration of this version; known: " + ", ".join(
-        MIGRATIONS
-    ) in result.output
+    assert (
+        "--to '002_nope' is not a migration of this version; known: " + ", ".join(MIGRATIONS)
+        in result.output
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,7 +241,10 @@ def test_migrate_to_an_unknown_name_lists_the_known_ones(migrated_url: str) -> N
 def test_status_plan_migrate_and_rollback_agree_about_an_unknown_migration(
     args: tuple[str, ...], migrated_url: str
 ) -> None:
-    execute_sql(migrated_url, f"INSERT INTO \"{HISTORY_TABLE}\" (name, migrated_at) VALUES ('{FUTURE}', now())")
+    execute_sql(
+        migrated_url,
+        f"INSERT INTO \"{HISTORY_TABLE}\" (name, migrated_at) VALUES ('{FUTURE}', now())",
+    )
     result = atb_db(*args, "--url", migrated_url)
     assert result.exit_code == 1, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]

@@ -364,8 +364,10 @@ def test_log_trades_rows_take_exactly_the_arguments_of_log_trade() -> None:
 
     from atb.db.manage.trades import TRADE_ARGUMENTS
 
+    # request_id names the call, not a trade: log_trades takes one for the whole batch.
     parameters = set(inspect.signature(DatabaseManager.log_trade).parameters) - {"self"}
-    assert parameters == TRADE_ARGUMENTS
+    assert parameters - {"request_id"} == TRADE_ARGUMENTS
+    assert "request_id" in inspect.signature(DatabaseManager.log_trades).parameters
 
 
 def test_log_trades_refuses_unknown_fields(manager: DatabaseManager) -> None:

@@ -294,6 +294,12 @@ NOT_NULL_COLUMNS = {
 
 # atb's only added column: architecture.md, "filled_quantity and average_fill_price track fills".
 ADDED_COLUMNS = {"orders": {"average_fill_price": "filled_price"}}
+# Tables the manager logs to end with `request_id` (migration 004: exactly-once writes).
+REQUEST_KEYED = {
+    "trading_sessions", "positions", "orders", "partial_trades", "trades", "account_history",
+    "account_balances", "system_events", "dynamic_performance_metrics", "risk_adjustments",
+    "strategy_executions", "optimization_cycles",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -357,6 +363,9 @@ def test_every_reference_column_exists_in_schema_order(table):
     for added, after in ADDED_COLUMNS.get(table, {}).items():
         assert columns.index(added) == columns.index(after) + 1
         columns.remove(added)
+    if table in REQUEST_KEYED:
+        assert columns.pop() == "request_id"
+        assert MODELS_BY_TABLE[table].request_id.unique
     assert columns == list(REFERENCE_COLUMNS[table])
 
 

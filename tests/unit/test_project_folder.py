@@ -41,9 +41,7 @@ def test_a_file_named_atb_is_not_a_project_marker(outside: Path) -> None:
     assert local.find_project_root(outside) is None
 
 
-def test_atb_home_wins_over_the_search(
-    outside: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_atb_home_wins_over_the_search(outside: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ATB_HOME", str(outside / "elsewhere"))
     monkeypatch.chdir(outside)
     assert local.project_root() == (outside / "elsewhere").resolve()

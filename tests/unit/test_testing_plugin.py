@@ -14,7 +14,7 @@ from atb.db import connection, migrate
 from atb.db.models import TradingSession
 from atb.testing import bind_sqlite
 
-SAMPLE_TESTS = '''
+SAMPLE_TESTS = """
 def test_uses_postgres(pg_db):
     pass
 
@@ -23,7 +23,7 @@ def test_uses_a_fixture_built_on_postgres(make_migrated_pg_database):
 
 def test_plain():
     pass
-'''
+"""
 
 
 def run_pytest(folder: Path, *args: str, env: dict[str, str | None]) -> subprocess.CompletedProcess:

@@ -852,7 +852,9 @@ def _psql_with_restrict(minimum_major: int, dirs: list[Path] | None, path: Path)
     chosen = choose_tool(tools, minimum_major)
     if chosen is None:
         raise _missing_tool(
-            "psql", minimum_major, find_tools("psql", dirs),
+            "psql",
+            minimum_major,
+            find_tools("psql", dirs),
             f"(a release with \\restrict) to replay {path.name}",
         )
     return chosen

@@ -70,8 +70,20 @@ _SELECT_ALLOWED = re.compile(
     r"|^SELECT\s+pg_catalog\.set_config\(\s*'search_path'\s*,",
     re.IGNORECASE,
 )
-_STATEMENT_WORDS = {"CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "SECURITY", "INSERT",
-                    "REFRESH", "SET", "SELECT", "COPY"}
+_STATEMENT_WORDS = {
+    "CREATE",
+    "ALTER",
+    "DROP",
+    "COMMENT",
+    "GRANT",
+    "REVOKE",
+    "SECURITY",
+    "INSERT",
+    "REFRESH",
+    "SET",
+    "SELECT",
+    "COPY",
+}
 
 
 class UnsafeDump(ConfigurationError):
@@ -102,9 +114,11 @@ def _open_lines(path: Path, progress: Progress | None = None) -> Iterator[str]:
     `progress(compressed bytes read, file size)` is called every few thousand lines.
     """
     try:
-        with open(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as unzipped, io.TextIOWrapper(
-            unzipped, encoding="utf-8", errors="strict", newline=""
-        ) as stream:
+        with (
+            open(path, "rb") as raw,
+            gzip.GzipFile(fileobj=raw) as unzipped,
+            io.TextIOWrapper(unzipped, encoding="utf-8", errors="strict", newline="") as stream,
+        ):
             if progress is None:
                 yield from stream
                 return
@@ -186,7 +200,7 @@ def _pieces(path: Path, progress: Progress | None = None) -> Iterator[_Piece]:
                 continue
             if ch == "\\":
                 raise UnsafeDump(
-                    f"line {lineno}: a psql meta-command ({line[i:i + 20].strip()!r}); "
+                    f"line {lineno}: a psql meta-command ({line[i : i + 20].strip()!r}); "
                     "atb never runs these from a backup file"
                 )
             if not ch.isspace() and not _strip_comments("".join(buf)).strip():
@@ -206,7 +220,7 @@ def _pieces(path: Path, progress: Progress | None = None) -> Iterator[_Piece]:
             elif ch == ":" and prev != ":" and i + 1 < n and line[i + 1] != ":":
                 if line[i + 1].isalpha() or line[i + 1] in "_'\"{":
                     raise UnsafeDump(
-                        f"line {lineno}: a psql variable reference ({line[i:i + 20].strip()!r}); "
+                        f"line {lineno}: a psql variable reference ({line[i : i + 20].strip()!r}); "
                         "atb never expands these from a backup file"
                     )
             elif ch == ";":
@@ -261,8 +275,11 @@ def _check_statement(piece: _Piece) -> None:
     if word == "SELECT" and not _SELECT_ALLOWED.match(text):
         raise UnsafeDump(f"{where}: only pg_dump's setval/set_config/lo_* SELECTs are allowed")
     if word == "SET":
-        match = re.match(r"^SET\s+(?:SESSION\s+)?([A-Za-z_]+)\s*(?:=|TO)\s*(.*?)\s*;$", text,
-                         re.IGNORECASE | re.DOTALL)
+        match = re.match(
+            r"^SET\s+(?:SESSION\s+)?([A-Za-z_]+)\s*(?:=|TO)\s*(.*?)\s*;$",
+            text,
+            re.IGNORECASE | re.DOTALL,
+        )
         name = match.group(1).lower() if match else ""
         if name not in _SET_ALLOWED:
             raise UnsafeDump(f"{where}: `{text[:60]}` is not a setting pg_dump writes")
@@ -335,11 +352,11 @@ def safe_stream(
         while chunk := raw.read(1 << 20):
             digest.update(chunk)
     if digest.hexdigest() != scan.sha256:
-        raise DatabaseError(f"{path.name} changed while it was being restored; nothing was restored")
+        raise DatabaseError(
+            f"{path.name} changed while it was being restored; nothing was restored"
+        )
     yield (
-        "\n"
-        + guard
-        + "SELECT (CASE WHEN "
+        "\n" + guard + "SELECT (CASE WHEN "
         f"pg_catalog.current_setting('{TXID_SETTING}') = pg_catalog.txid_current()::text "
         f"THEN '1' ELSE '{TX_ENDED}' END)::int;\n"
         "COMMIT;\n"

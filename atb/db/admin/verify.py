@@ -78,7 +78,9 @@ class VerifyReport:
     applied_migrations: list[str]  # every migration the database records as applied, oldest first
     tables: dict[str, TableCount]
     problems: list[Problem] = field(default_factory=list)
-    migrated_now: list[str] = field(default_factory=list)  # applied by this run (--apply-migrations)
+    migrated_now: list[str] = field(
+        default_factory=list
+    )  # applied by this run (--apply-migrations)
 
     @property
     def ok(self) -> bool:

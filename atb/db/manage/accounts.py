@@ -15,7 +15,7 @@ from .. import connection, validate
 from ..enums import EventType
 from ..fields import utc_now
 from ..models import AccountBalance, AccountHistory, SystemEvent, TradingSession
-from .base import ManagerBase
+from .base import ManagerBase, request_id_of
 from .statements import insert_row
 
 MANUAL_REASON_PREFIX = "Manual adjustment: "
@@ -55,6 +55,16 @@ def ledger_time() -> Any:
     return pw.fn.clock_timestamp() if connection.is_postgres() else utc_now()
 
 
+def _insert_ledger_row(row: dict[pw.Field, Any]) -> bool:
+    """Insert a ledger row; False when its request id is stored already (nothing written)."""
+    query = (
+        AccountBalance.insert(row)
+        .on_conflict(action="nothing", conflict_target=[AccountBalance.request_id])
+        .returning(AccountBalance.id)
+    )
+    return bool(list(query.tuples().execute()))  # type: ignore[call-overload]
+
+
 class AccountsMixin(ManagerBase):
     """log_account_snapshot, the balance ledger (update, manual adjustment, history) and recovery."""
 
@@ -71,8 +81,12 @@ class AccountsMixin(ManagerBase):
         session_id: int | None = None,
         margin_available: Any = None,
         timestamp: dt.datetime | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
-        """Append one account snapshot; `margin_available` defaults to balance − margin used."""
+        """Append one account snapshot; `margin_available` defaults to balance − margin used.
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         row = validate.clean(
             AccountHistory,
             _SNAPSHOT_RULES,
@@ -94,7 +108,9 @@ class AccountsMixin(ManagerBase):
         row["margin_used"] = row["margin_used"] or 0
         if row["margin_available"] is None:
             row["margin_available"] = row["balance"] - row["margin_used"]
-        row.update(session=self._session(session_id), created_at=now)
+        row.update(
+            session=self._session(session_id), created_at=now, request_id=request_id_of(request_id)
+        )
         return self._run_statement(lambda: insert_row(AccountHistory, row))
 
     def get_current_balance(self, session_id: int | None = None) -> float:
@@ -117,9 +133,14 @@ class AccountsMixin(ManagerBase):
         update_reason: Any,
         updated_by: Any = "system",
         session_id: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> bool:
-        """Append a ledger row; False (nothing written) without a session or for an unknown one."""
+        """Append a ledger row; False (nothing written) without a session or for an unknown one.
+
+        Exactly once per `request_id`: a repeat returns True and writes nothing."""
         row = self._balance_row(new_balance, update_reason, updated_by, "update_reason")
+        row[AccountBalance.request_id] = request_id_of(request_id)
         sid = self._session(session_id)
         if sid is None:
             return False
@@ -128,7 +149,7 @@ class AccountsMixin(ManagerBase):
             if not lock_session_ledger(sid):
                 return False
             stamped = {**row, AccountBalance.last_updated: ledger_time()}
-            AccountBalance.insert({**stamped, AccountBalance.session: sid}).execute()
+            _insert_ledger_row({**stamped, AccountBalance.session: sid})
             return True
 
         return self._run_transaction(work)
@@ -139,16 +160,20 @@ class AccountsMixin(ManagerBase):
         reason: Any,
         updated_by: Any = "user",
         session_id: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> bool:
         """Set the balance by hand: a ledger row and a BALANCE_ADJUSTMENT event, in one transaction.
 
         Balance changes of a session are serialised (see `lock_session_ledger`): the old balance in
         the event is the new balance of the change committed just before (ledger, else snapshot,
         else initial). Returns False, writing nothing, without a session or for an unknown one.
+        Exactly once per `request_id`: a repeat returns True and writes neither row again.
         """
         room = AccountBalance.update_reason.max_length - len(MANUAL_REASON_PREFIX)
         reason = validate.text("reason", reason, room)
         row = self._balance_row(new_balance, MANUAL_REASON_PREFIX + reason, updated_by, "reason")
+        row[AccountBalance.request_id] = request_id_of(request_id)
         new = float(row[AccountBalance.total_balance])
         who = row[AccountBalance.updated_by]
         sid = self._session(session_id)
@@ -167,9 +192,9 @@ class AccountsMixin(ManagerBase):
             else:
                 old, now = self._last_balance_query(sid).scalar(), stamp
             old = float(old)
-            AccountBalance.insert(
-                {**row, AccountBalance.last_updated: now, AccountBalance.session: sid}
-            ).execute()
+            ledger_row = {**row, AccountBalance.last_updated: now, AccountBalance.session: sid}
+            if not _insert_ledger_row(ledger_row):
+                return True  # this request was recorded already, with its event
             SystemEvent.insert(
                 {
                     SystemEvent.timestamp: now,

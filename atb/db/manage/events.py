@@ -15,8 +15,8 @@ from ..enums import EventType
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import StrategyExecution, SystemEvent
-from .base import ManagerBase
-from .statements import insert_row
+from .base import ManagerBase, request_id_of
+from .statements import BATCH_REQUEST_ID_LENGTH, insert_row, stored_batch
 
 SEVERITIES = ("info", "warning", "error", "critical")
 BULK_BATCH_SIZE = 1000
@@ -64,8 +64,12 @@ class EventsMixin(ManagerBase):
         alert_method: str | None = None,
         session_id: int | None = None,
         timestamp: dt.datetime | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
-        """Record a system event; `details` is stored as sanitised JSON. Returns the event id."""
+        """Record a system event; `details` is stored as sanitised JSON. Returns the event id.
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         now = utc_now()
         row = validate.clean(
             SystemEvent,
@@ -84,6 +88,7 @@ class EventsMixin(ManagerBase):
             severity=validate.choice("severity", severity, SEVERITIES),
             session=self._session(session_id),
             created_at=now,
+            request_id=request_id_of(request_id),
         )
         return self._run_statement(lambda: insert_row(SystemEvent, row))
 
@@ -132,8 +137,11 @@ class EventsMixin(ManagerBase):
         trade_id: int | None = None,
         *,
         timestamp: dt.datetime | None = None,
+        request_id: str | None = None,
     ) -> int:
-        """Record one strategy decision with its inputs (JSON sanitised). Returns the row id."""
+        """Record one strategy decision with its inputs (JSON sanitised). Returns the row id.
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         row = self._execution_row(
             strategy_name=strategy_name,
             symbol=symbol,
@@ -154,13 +162,18 @@ class EventsMixin(ManagerBase):
             trade_id=trade_id,
             timestamp=timestamp,
         )
+        row["request_id"] = request_id_of(request_id)
         return self._run_statement(lambda: insert_row(StrategyExecution, row))
 
-    def log_strategy_executions(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
+    def log_strategy_executions(
+        self, rows: Iterable[Mapping[str, Any]], *, request_id: str | None = None
+    ) -> list[int]:
         """Bulk version for backtests: every row is validated first, then all are written in
         batches of 1,000 in one transaction (all or nothing). Row keys are the single method's
-        parameter names. Returns the new ids in input order.
+        parameter names. Returns the new ids in input order. Exactly once per `request_id` (at
+        most 88 characters: row i stores `<id>#<i>`): a repeat returns the first call's ids.
         """
+        batch_id = request_id_of(request_id, max_length=BATCH_REQUEST_ID_LENGTH)
         clean = []
         for index, raw in enumerate(rows):
             if not isinstance(raw, Mapping):
@@ -181,9 +194,14 @@ class EventsMixin(ManagerBase):
                 raise ValidationError(f"rows[{index}].{exc.field}", str(exc)) from None
         if not clean:
             return []
+        for index, row in enumerate(clean):
+            row["request_id"] = f"{batch_id}#{index}"
         dict_rows = clean
 
         def work() -> list[int]:
+            stored = stored_batch(StrategyExecution, dict_rows)
+            if stored is not None:
+                return stored
             ids: list[int] = []
             for start in range(0, len(dict_rows), BULK_BATCH_SIZE):
                 batch = dict_rows[start : start + BULK_BATCH_SIZE]

@@ -31,7 +31,7 @@ from .. import connection, validate
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import AccountHistory, DynamicPerformanceMetrics, RiskAdjustment, Trade
-from .base import ManagerBase
+from .base import ManagerBase, request_id_of
 from .statements import Slot, Statement, both, insert_row, literal, shape
 
 PERIODS = ("all-time", "daily", "weekly", "monthly")
@@ -224,8 +224,11 @@ class MetricsMixin(ManagerBase):
         avg_trade_duration_hours: Any = None,
         *,
         timestamp: dt.datetime | None = None,
+        request_id: str | None = None,
     ) -> int:
-        """Record a rolling-performance snapshot of a session (explicit or current; required)."""
+        """Record a rolling-performance snapshot of a session (explicit or current; required).
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         row = validate.clean(
             DynamicPerformanceMetrics,
             _DYNAMIC_RULES,
@@ -242,6 +245,7 @@ class MetricsMixin(ManagerBase):
             avg_trade_duration_hours=avg_trade_duration_hours,
         )
         row["session"] = self._required_session(session_id)
+        row["request_id"] = request_id_of(request_id)
         return self._run_statement(lambda: insert_row(DynamicPerformanceMetrics, row))
 
     def log_risk_adjustment(
@@ -261,8 +265,11 @@ class MetricsMixin(ManagerBase):
         pnl_during_adjustment: Any = None,
         *,
         timestamp: dt.datetime | None = None,
+        request_id: str | None = None,
     ) -> int:
-        """Record one risk-parameter adjustment of a session (explicit or current; required)."""
+        """Record one risk-parameter adjustment of a session (explicit or current; required).
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         row = validate.clean(
             RiskAdjustment,
             _RISK_RULES,
@@ -281,6 +288,7 @@ class MetricsMixin(ManagerBase):
             pnl_during_adjustment=pnl_during_adjustment,
         )
         row["session"] = self._required_session(session_id)
+        row["request_id"] = request_id_of(request_id)
         return self._run_statement(lambda: insert_row(RiskAdjustment, row))
 
     def _required_session(self, session_id: int | None) -> int:

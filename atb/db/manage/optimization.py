@@ -6,7 +6,7 @@ from typing import Any
 
 from .. import validate
 from ..models import OptimizationCycle
-from .base import ManagerBase
+from .base import ManagerBase, request_id_of
 from .statements import insert_row
 
 _JSON_COLUMNS = ("baseline_metrics", "candidate_params", "candidate_metrics", "validator_report")
@@ -26,10 +26,13 @@ class OptimizationMixin(ManagerBase):
         validator_report: Any,
         decision: str | None,
         session_id: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
         """Insert one optimizer cycle (JSON payloads sanitised; unset stays SQL NULL). Returns its id.
 
         `decision` is free text up to 20 characters ('propose', 'reject', 'apply' by convention).
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing.
         """
         row = validate.clean(
             OptimizationCycle,
@@ -44,6 +47,7 @@ class OptimizationMixin(ManagerBase):
             validator_report=validator_report,
         )
         row["session"] = self._session(session_id)
+        row["request_id"] = request_id_of(request_id)
         return self._run_statement(lambda: insert_row(OptimizationCycle, row))
 
     def fetch_optimization_cycles(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:

@@ -10,16 +10,17 @@ replace the price and commission of a larger fill with those of a smaller one.
 from __future__ import annotations
 
 import decimal
+import hashlib
 from typing import Any
 
 import peewee as pw
 
-from .. import validate
+from .. import connection, validate
 from ..enums import TERMINAL_ORDER_STATUSES, OrderStatus
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import Order
-from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id
+from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id, request_id_of
 from .statements import Rows, Slot, Update, both, insert_row, session_scoped
 
 _TERMINAL = tuple(sorted(status.value for status in TERMINAL_ORDER_STATUSES))
@@ -97,13 +98,25 @@ class OrdersMixin(ManagerBase):
         internal_order_id: str | None = None,
         target_level: int | None = None,
         size_fraction: Any = None,
+        *,
+        client_order_id: str | None = None,
+        request_id: str | None = None,
     ) -> int:
         """Insert a PENDING order; an internal id is generated when none is given.
 
         A taken exchange order id (or internal id within the session) raises DuplicateError;
         an unknown position raises NotFound. Nothing is written in either case.
+
+        `client_order_id` is the engine's own order id, the one sent to the exchange (stored as
+        `internal_order_id`): creating an order again with a client order id already stored in
+        the session returns the first order's id and writes nothing, as exchanges treat it.
+        Without one, exactly once per `request_id` in the same way. Give one of the two.
         """
         target = validate.integer("position_id", position_id, minimum=1)
+        if client_order_id is not None:
+            internal_order_id, request_id = _client_order(
+                client_order_id, internal_order_id, request_id
+            )
         row = validate.clean(
             Order,
             {"quantity": {"positive": True}, "price": {"positive": True},
@@ -126,6 +139,11 @@ class OrdersMixin(ManagerBase):
             session=self._session(session_id),
             filled_quantity=decimal.Decimal(0),
             commission=decimal.Decimal(0),
+        )
+        row["request_id"] = (
+            _client_order_key(row["internal_order_id"], row["session"])
+            if client_order_id is not None
+            else request_id_of(request_id)
         )
 
         parents = f"position (id {target})"
@@ -157,6 +175,8 @@ class OrdersMixin(ManagerBase):
         FILLED with less than the order's quantity is stored as PARTIALLY_FILLED (a fill is a
         fact to keep, the rest of the order is still working). More than the order's quantity
         raises ValidationError. A stale or refused report returns False and writes nothing.
+        Retried after a lost connection: a report is safe to repeat (the same report matches
+        again, or finds the order where its first attempt moved it and returns True).
         """
         target = validate.integer("order_id", order_id, minimum=1)
         new_status = validate.order_status(status)
@@ -172,13 +192,23 @@ class OrdersMixin(ManagerBase):
         )
         update = _UPDATES[(new_status, filled is not None)]
         params = {"id": target, "filled": filled, "now": utc_now()}
-        if self._run_statement(lambda: update.run(changes, **params)) == 1:
-            return True
-        return self._refusal(target, filled)
 
-    def _refusal(self, order_id: int, filled: decimal.Decimal | None) -> bool:
-        """Why a status update matched nothing: over-fill is an error, anything else False."""
+        def work() -> tuple[bool, bool]:
+            return update.run(changes, **params) == 1, connection.retrying()
+
+        applied, retried = self._run_statement(work)
+        if applied:
+            return True
+        return self._refusal(target, new_status, filled, retried)
+
+    def _refusal(
+        self, order_id: int, status: OrderStatus, filled: decimal.Decimal | None, retried: bool
+    ) -> bool:
+        """Why a status update matched nothing: over-fill is an error, anything else False;
+        True when a retry finds the report applied by its own first attempt."""
         rows = self._run_statement(lambda: _REFUSAL.fetch(id=order_id))
+        if rows and retried and _holds(rows[0], status, filled):
+            return True
         if not rows or rows[0]["status"] in _TERMINAL or filled is None:
             return False
         quantity = rows[0]["quantity"]
@@ -224,3 +254,41 @@ def _status_changes(
         short_possible = status is OrderStatus.FILLED and filled is not None
         changes[name] = _FILLED_AT_UNLESS_SHORT if short_possible else first_time
     return changes
+
+
+def _client_order(
+    client_order_id: Any, internal_order_id: Any, request_id: Any
+) -> tuple[str, None]:
+    """The internal order id a client order id is stored as; giving another key too is an error."""
+    given = validate.column(Order.internal_order_id, client_order_id, name="client_order_id")
+    if internal_order_id is not None and internal_order_id != given:
+        raise ValidationError(
+            "internal_order_id",
+            "is the client order id under its stored name: give client_order_id or "
+            "internal_order_id, not two different ones",
+        )
+    if request_id is not None:
+        raise ValidationError(
+            "request_id",
+            "give client_order_id or request_id, not both: the client order id already makes "
+            "create_order exactly-once",
+        )
+    return given, None
+
+
+def _client_order_key(client_order_id: str, session_id: int | None) -> str:
+    """The request id of a client order: one per (session, client order id), fixed length."""
+    digest = hashlib.sha256(f"{session_id}\x00{client_order_id}".encode()).hexdigest()
+    return f"client-order:{digest[:40]}"
+
+
+def _holds(order: dict[str, Any], status: OrderStatus, filled: decimal.Decimal | None) -> bool:
+    """True when the stored order is where this report moves it (FILLED short of the quantity
+    is stored as PARTIALLY_FILLED)."""
+    stored = order["filled_quantity"]
+    if filled is not None and stored != filled:
+        return False
+    expected = status
+    if status is OrderStatus.FILLED and filled is not None and filled < order["quantity"]:
+        expected = OrderStatus.PARTIALLY_FILLED
+    return order["status"] == expected.value

@@ -12,13 +12,23 @@ from typing import Any
 
 import peewee as pw
 
-from .. import validate
+from .. import connection, validate
 from ..enums import OrderStatus, OrderType, PartialOperationType, PositionSide, PositionStatus
 from ..errors import ValidationError
 from ..fields import utc_now
 from ..models import Order, PartialTrade, Position, Trade
-from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id
-from .statements import Rows, Slot, Update, insert_row, insert_with_child, literal, row_reader
+from .base import ManagerBase, missing_parent_is_not_found, new_internal_order_id, request_id_of
+from .statements import (
+    Rows,
+    Slot,
+    Statement,
+    Update,
+    insert_new_row,
+    insert_row,
+    insert_with_child,
+    literal,
+    row_reader,
+)
 
 _ONE = decimal.Decimal(1)
 _POSITIVE = {"positive": True}
@@ -27,6 +37,11 @@ _POSITION_RULES = {
 }
 _IS_OPEN = Position.status == PositionStatus.OPEN
 _UPDATE_OPEN = Update(Position, (Position.id == Slot("id")) & _IS_OPEN)
+_CLOSED = Statement(
+    lambda: Position.select(Position.id).where(
+        (Position.id == Slot("id")) & (Position.status == PositionStatus.CLOSED)
+    )
+)
 _ENTRY = Position.entry_price
 # Arithmetic converts SQLite's text-bound Decimal back to a number, so the price is a slot;
 # the constants compared with or returned stay literals (see `literal`).
@@ -104,6 +119,8 @@ class PositionsMixin(ManagerBase):
         end_of_day_exit: bool | None = None,
         weekend_exit: bool | None = None,
         time_restriction_group: str | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
         """Insert an OPEN position and its ENTRY order atomically; returns the position id.
 
@@ -112,7 +129,8 @@ class PositionsMixin(ManagerBase):
         The ENTRY order is stored FILLED: a position is logged once its entry has executed, so
         the order is filled at `entry_price` for `quantity` (or `size` when no quantity is
         given), with `entry_order_id` as its exchange order id. A taken exchange order id raises
-        DuplicateError and leaves no position behind.
+        DuplicateError and leaves no position behind. Exactly once per `request_id`: a repeat
+        returns the first call's position id and writes nothing.
         """
         position = validate.clean(
             Position,
@@ -137,6 +155,7 @@ class PositionsMixin(ManagerBase):
             status=PositionStatus.OPEN,
             exchange=position["exchange"] or "binance",
             session=self._session(session_id),
+            request_id=request_id_of(request_id),
         )
         position.update(original_size=position["size"], current_size=_ONE)
         exchange_order_id = validate.column(
@@ -169,7 +188,8 @@ class PositionsMixin(ManagerBase):
 
         Only the given columns change, plus the bookkeeping `last_update` / `updated_at`. Given
         `current_price` without `unrealized_pnl_percent`, the percentage is derived in the same
-        statement from the entry price and side, as the earlier layer did.
+        statement from the entry price and side, as the earlier layer did. Retried after a lost
+        connection: it sets absolute values, so a repeat changes nothing more.
         """
         target = validate.integer("position_id", position_id, minimum=1)
         money = {
@@ -212,7 +232,8 @@ class PositionsMixin(ManagerBase):
 
         `exit_price` becomes the last mark (`current_price`), `pnl` the final `unrealized_pnl`
         and `exit_time` the `last_update`. The positions table has no exit-reason column:
-        `exit_reason` is validated, and belongs on the trade logged with `log_trade`.
+        `exit_reason` is validated, and belongs on the trade logged with `log_trade`. Retried
+        after a lost connection: when the first attempt closed it, the retry returns True.
         """
         target = validate.integer("position_id", position_id, minimum=1)
         changes: dict[str, Any] = {
@@ -226,7 +247,14 @@ class PositionsMixin(ManagerBase):
         if realised is not None:
             changes["unrealized_pnl"] = realised
         validate.column(Trade.exit_reason, exit_reason)
-        return self._run_statement(lambda: _UPDATE_OPEN.run(changes, id=target)) == 1
+
+        def work() -> bool:
+            if _UPDATE_OPEN.run(changes, id=target) == 1:
+                return True
+            # A retry after a lost connection finds the position closed by the first attempt.
+            return connection.retrying() and _CLOSED.scalar(id=target) is not None
+
+        return self._run_statement(work)
 
     def get_active_positions(self, session_id: int | None = None) -> list[dict[str, Any]]:
         """OPEN positions (of the given or current session, else all), each with its 'orders'.
@@ -254,8 +282,12 @@ class PositionsMixin(ManagerBase):
         price: Any,
         pnl: Any = None,
         target_level: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
-        """Record one partial exit or scale-in row (no position change); NotFound for an unknown id."""
+        """Record one partial exit or scale-in row (no position change); NotFound for an unknown id.
+
+        Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         target = validate.integer("position_id", position_id, minimum=1)
         row = {
             "position": target,
@@ -265,6 +297,7 @@ class PositionsMixin(ManagerBase):
             "pnl": validate.money("pnl", pnl, optional=True),
             "target_level": _level("target_level", target_level),
             "timestamp": utc_now(),
+            "request_id": request_id_of(request_id),
         }
 
         def work() -> int:
@@ -280,9 +313,12 @@ class PositionsMixin(ManagerBase):
         price: Any,
         target_level: int | None,
         pnl: Any = None,
+        *,
+        request_id: str | None = None,
     ) -> bool:
         """Shrink an open position by a fraction of its original size (floored at 0), count the
-        exit and record its partial_trades row, in one transaction. Unknown position → False."""
+        exit and record its partial_trades row, in one transaction. Unknown position → False.
+        Exactly once per `request_id`: a repeat returns True and changes nothing."""
         target = validate.integer("position_id", position_id, minimum=1)
         fraction = _fraction("executed_fraction_of_original", executed_fraction_of_original)
         level = _level("target_level", target_level)
@@ -290,14 +326,14 @@ class PositionsMixin(ManagerBase):
             "position": target, "operation_type": PartialOperationType.PARTIAL_EXIT,
             "size": fraction, "price": validate.money("price", price, positive=True),
             "pnl": validate.money("pnl", pnl, optional=True), "target_level": level,
-            "timestamp": utc_now(),
+            "timestamp": utc_now(), "request_id": request_id_of(request_id),
         }  # fmt: skip
         changes = {
             "current_size": _SHRINK,
             "partial_exits_taken": _PARTIAL_EXITS,
             "last_partial_exit_price": row["price"],
         }
-        return self._run_transaction(lambda: _apply_partial(target, fraction, changes, row))
+        return _apply_partial(target, fraction, changes, row)
 
     def apply_scale_in_update(
         self,
@@ -305,22 +341,26 @@ class PositionsMixin(ManagerBase):
         added_fraction_of_original: Any,
         price: Any,
         threshold_level: int | None,
+        *,
+        request_id: str | None = None,
     ) -> bool:
         """Grow an open position by a fraction of its original size (capped at 1.0), count the
-        scale-in and record its partial_trades row, in one transaction. Unknown position → False."""
+        scale-in and record its partial_trades row, in one transaction. Unknown position → False.
+        Exactly once per `request_id`: a repeat returns True and changes nothing."""
         target = validate.integer("position_id", position_id, minimum=1)
         fraction = _fraction("added_fraction_of_original", added_fraction_of_original)
         row = {
             "position": target, "operation_type": PartialOperationType.SCALE_IN, "size": fraction,
             "price": validate.money("price", price, positive=True), "pnl": None,
             "target_level": _level("threshold_level", threshold_level), "timestamp": utc_now(),
+            "request_id": request_id_of(request_id),
         }  # fmt: skip
         changes = {
             "current_size": _GROW,
             "scale_ins_taken": _SCALE_INS,
             "last_scale_in_price": row["price"],
         }
-        return self._run_transaction(lambda: _apply_partial(target, fraction, changes, row))
+        return _apply_partial(target, fraction, changes, row)
 
 
 def _entry_order(position: dict[str, Any], exchange_order_id: str | None) -> dict[str, Any]:
@@ -344,13 +384,27 @@ def _entry_order(position: dict[str, Any], exchange_order_id: str | None) -> dic
     }
 
 
+class _Repeated(Exception):
+    """Raised inside a transaction to undo it: its request was applied by an earlier call."""
+
+
 def _apply_partial(
     position_id: int, fraction: decimal.Decimal, changes: dict[str, Any], row: dict[str, Any]
 ) -> bool:
-    if _UPDATE_OPEN.run(changes, id=position_id, fraction=fraction) != 1:
-        return False
-    insert_row(PartialTrade, row)
-    return True
+    """Move the open position and record the partial row, in one transaction. The row's
+    request id is checked by its insert, after the update: a repeat is rolled back whole."""
+
+    def work() -> bool:
+        if _UPDATE_OPEN.run(changes, id=position_id, fraction=fraction) != 1:
+            return False
+        if insert_new_row(PartialTrade, row) is None:
+            raise _Repeated
+        return True
+
+    try:
+        return connection.run(work, transaction=True, idempotent=True)
+    except _Repeated:
+        return True
 
 
 def _positions_with_orders(query: Rows, values: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,11 +7,11 @@ from typing import Any
 
 import peewee as pw
 
-from .. import validate
+from .. import connection, validate
 from ..enums import EventType
 from ..fields import to_json_safe, utc_now
 from ..models import AccountHistory, SystemEvent, Trade, TradingSession
-from .base import ManagerBase
+from .base import ManagerBase, request_id_of
 from .metrics import running_peak
 from .statements import FromParent, Rows, Slot, Statement, insert_row, insert_with_child, literal
 
@@ -95,6 +95,11 @@ _NEWEST_ACTIVE = Statement(
     )
 )
 _ONE_SESSION = Rows(TS, lambda query: query.where(TS.id == Slot("id")))
+_ENDED = Statement(
+    lambda: TS.select(TS.id).where(
+        (TS.id == Slot("id")) & TS.end_time.is_null(False) & (TS.is_active == False)  # noqa: E712
+    )
+)
 
 
 class SessionsMixin(ManagerBase):
@@ -111,8 +116,13 @@ class SessionsMixin(ManagerBase):
         session_name: str | None = None,
         time_exit_config: Any = None,
         market_timezone: str | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
-        """Insert a session and its ENGINE_START event in one transaction; it becomes current."""
+        """Insert a session and its ENGINE_START event in one transaction; it becomes current.
+
+        Exactly once per `request_id`: a repeat returns the first call's session (which becomes
+        current) and writes nothing."""
         now = utc_now()
         values = validate.clean(
             TS,
@@ -130,6 +140,7 @@ class SessionsMixin(ManagerBase):
         if values["session_name"] is None:
             name = f"{values['strategy_name']}_{values['symbol']}_{now:%Y%m%d_%H%M%S}"
             values["session_name"] = name[:100]
+        values["request_id"] = request_id_of(request_id)
 
         # One statement on PostgreSQL: the event's message and details take the new session's id
         # in SQL (_STARTED); two in one transaction on SQLite.
@@ -141,7 +152,10 @@ class SessionsMixin(ManagerBase):
         return session_id
 
     def end_trading_session(self, session_id: int | None = None, final_balance: Any = None) -> bool:
-        """Close a session, computing its totals in SQL; False when there is nothing to end."""
+        """Close a session, computing its totals in SQL; False when there is nothing to end.
+
+        Retried after a lost connection: when the first attempt ended the session (and logged its
+        ENGINE_STOP event), the retry returns True and writes nothing more."""
         target = self._session(session_id)
         balance = validate.money("final_balance", final_balance, optional=True)
         if target is None:
@@ -151,6 +165,8 @@ class SessionsMixin(ManagerBase):
             totals = _close_session(target, balance)
             if totals is not None:
                 _log_lifecycle(target, EventType.ENGINE_STOP, totals["end_time"], totals)
+            elif connection.retrying() and _ENDED.scalar(id=target) is not None:
+                return {}  # ended by this call's first attempt, whose answer was lost
             return totals
 
         totals = self._run_transaction(work)

@@ -27,7 +27,9 @@ from typing import Any
 import peewee as pw
 
 from .. import connection
+from ..errors import DatabaseError
 from ..fields import EnumField, JsonField, MoneyField, UTCDateTimeField, as_utc, utc_now
+from ..models.base import REQUEST_ID_LENGTH
 
 # `%%` is a literal percent sign in a DB-API "format" query; `%s` a parameter.
 _FORMAT_PLACEHOLDER = re.compile(r"%%|%s")
@@ -234,20 +236,94 @@ def insert_query(
     *,
     first_slot: int = 0,
     fixed: Mapping[str, pw.Node] | None = None,
+    after: pw.CTE | None = None,
 ) -> pw.ModelInsert:
     """INSERT INTO model (names) VALUES (slots) x rows RETURNING id. The slots are numbered from
-    `first_slot` over the rows' values laid end to end; `fixed` columns get an expression."""
+    `first_slot` over the rows' values laid end to end; `fixed` columns get an expression.
+
+    A row carrying `request_id` is written at most once: ON CONFLICT (request_id) DO NOTHING,
+    so a repeat returns no id (`stored_id` finds it). With `after` (a data-modifying CTE of the
+    same statement) the one row is inserted only if that CTE inserted its row (INSERT ...
+    SELECT ... FROM it): the effects of a repeated request are skipped with it.
+    """
     fields = [model._meta.fields[name] for name in names]
     width = len(fields)
     constant = {model._meta.fields[name]: node for name, node in (fixed or {}).items()}
-    data = [
-        {
-            **constant,
-            **{field: Slot(first_slot + row * width + i, field) for i, field in enumerate(fields)},
-        }
-        for row in range(rows)
-    ]
-    return _InsertGiven(model, data).returning(model._meta.primary_key)
+    query: pw.ModelInsert
+    if after is not None:
+        if rows != 1:
+            raise ValueError("an insert after another one writes one row")
+        slots = [Slot(first_slot + i, field) for i, field in enumerate(fields)]
+        source = pw.Select((after,), [*slots, *constant.values()])
+        query = _InsertGiven(model, insert=source, columns=[*fields, *constant])
+    else:
+        data = [
+            {
+                **constant,
+                **{
+                    field: Slot(first_slot + row * width + i, field)
+                    for i, field in enumerate(fields)
+                },
+            }
+            for row in range(rows)
+        ]
+        query = _InsertGiven(model, data)
+    if "request_id" in names:
+        query = query.on_conflict(
+            action="nothing", conflict_target=[model._meta.fields["request_id"]]
+        )
+    return query.returning(model._meta.primary_key)
+
+
+def stored_id(model: type[pw.Model], request_id: str) -> int:
+    """The id of the row an earlier call with this request id wrote (its insert found it)."""
+    found = shape(("stored", model), lambda: _stored_statement(model)).scalar([request_id])
+    if found is None:  # the conflicting row went away between the two statements
+        raise DatabaseError(
+            f"{model._meta.table_name}: request_id {request_id!r} was taken, then its row vanished"
+        )
+    return found
+
+
+def stored_ids(model: type[pw.Model], request_ids: Sequence[str]) -> list[int | None]:
+    """The ids of the rows written with these request ids (None where there is none), in order."""
+    found: dict[str, int] = {}
+    for start in range(0, len(request_ids), 1_000):
+        chunk = list(request_ids[start : start + 1_000])
+        query = model.select(model._meta.fields["request_id"], model._meta.primary_key).where(
+            model._meta.fields["request_id"].in_(chunk)
+        )
+        rows: Iterable[tuple[str, int]] = query.tuples()  # type: ignore[assignment]
+        found.update(rows)
+    return [found.get(key) for key in request_ids]
+
+
+# A batch call's request id leaves room for each row's `#<index>` suffix.
+BATCH_REQUEST_ID_LENGTH = REQUEST_ID_LENGTH - 12
+
+
+def stored_batch(model: type[pw.Model], rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """The ids of a batch an earlier call with the same request id wrote, None when it is new.
+
+    A batch is written in one transaction, so its first row's request id tells for all of them.
+    """
+    first = shape(("stored", model), lambda: _stored_statement(model)).scalar(
+        [rows[0]["request_id"]]
+    )
+    if first is None:
+        return None
+    ids = stored_ids(model, [row["request_id"] for row in rows])
+    if any(found is None for found in ids):
+        raise DatabaseError(
+            f"{model._meta.table_name}: a batch with this request_id was stored with other rows "
+            "(a repeat must send the same rows)"
+        )
+    return [found for found in ids if found is not None]
+
+
+def _stored_statement(model: type[pw.Model]) -> Statement:
+    request = model._meta.fields["request_id"]
+    return Statement(lambda: model.select(model._meta.primary_key).where(request == Slot(0)))
 
 
 def _insert_statement(model: type[pw.Model], names: tuple[str, ...], rows: int) -> Statement:
@@ -272,10 +348,20 @@ def insert_rows(model: type[pw.Model], rows: Sequence[Mapping[str, Any]]) -> lis
     return [found[0] for found in cursor.fetchall()]
 
 
-def insert_row(model: type[pw.Model], row: Mapping[str, Any]) -> int:
-    """INSERT one row (a dict keyed by field name) and return its id."""
+def insert_new_row(model: type[pw.Model], row: Mapping[str, Any]) -> int | None:
+    """INSERT one row (a dict keyed by field name); its id, or None when its request_id is
+    already stored (nothing written)."""
     names = tuple(row)
     return _insert_statement(model, names, 1).scalar([row[name] for name in names])
+
+
+def insert_row(model: type[pw.Model], row: Mapping[str, Any]) -> int:
+    """INSERT one row (a dict keyed by field name) and return its id; a row whose request_id
+    is already stored is not written again, and the stored row's id is returned."""
+    new_id = insert_new_row(model, row)
+    if new_id is None:
+        return stored_id(model, row["request_id"])
+    return new_id
 
 
 # A child column computed from the parent's new id: (PostgreSQL: an expression of the id and of
@@ -295,8 +381,10 @@ def insert_with_child(
     """INSERT a parent row and one child row pointing at it (`link` is the child's FK field;
     `from_parent` child columns are computed from the parent's id).
 
-    PostgreSQL: one statement (a data-modifying CTE; the child's VALUES read the parent's id);
-    SQLite: two statements in one transaction. Either way atomic; returns the parent's id.
+    PostgreSQL: one statement (a data-modifying CTE; the child's row selects the parent's id);
+    SQLite: two statements in one transaction. Either way atomic; returns the parent's id. A
+    parent whose request_id is stored already is not written again, nor is its child: the
+    stored parent's id is returned.
     """
     derived = from_parent or {}
     names = tuple(row)
@@ -308,14 +396,14 @@ def insert_with_child(
 
         def build() -> pw.Node:
             inserted = insert_query(parent, names).cte("parent")
-            parent_id = pw.Select((inserted,), (inserted.c.id,))
+            parent_id = inserted.c.id
             first = len(names) + len(plain)
             fields = child._meta.fields
             fixed: dict[str, pw.Node] = {link: parent_id}
             for index, name in enumerate(computed):
                 fixed[name] = derived[name][0](parent_id, Slot(first + index, fields[name]))
             return (
-                insert_query(child, plain, first_slot=len(names), fixed=fixed)
+                insert_query(child, plain, first_slot=len(names), fixed=fixed, after=inserted)
                 .with_cte(inserted)
                 .returning(child._meta.fields[link])
             )
@@ -323,26 +411,34 @@ def insert_with_child(
         key = ("with child", parent, names, child, plain, link,
                tuple((name, id(derived[name])) for name in computed))  # fmt: skip
         both = shape(key, lambda: Statement(build))
-        return connection.run(lambda: both.scalar(values), transaction=False)
+
+        def one_statement() -> int:
+            new_id = both.scalar(values)
+            return stored_id(parent, row["request_id"]) if new_id is None else new_id
+
+        return connection.run(one_statement, transaction=False, idempotent=True)
 
     def work() -> int:
-        parent_id = insert_row(parent, row)
+        parent_id = insert_new_row(parent, row)
+        if parent_id is None:
+            return stored_id(parent, row["request_id"])
         values = {name: derived[name][1](parent_id, child_row[name]) for name in computed}
         insert_row(child, {link: parent_id, **child_row, **values})
         return parent_id
 
-    return connection.run(work)
+    return connection.run(work, idempotent=True)
 
 
 def insert_with_upsert(
     model: type[pw.Model],
     row: Mapping[str, Any],
-    upsert: Callable[[int], Any],
+    upsert: Callable[[int, pw.CTE | None], Any],
     upsert_values: Sequence[Any],
     key: Hashable,
 ) -> int:
-    """INSERT a row and run an independent upsert (`upsert(first_slot)` builds it, `key` names
-    its shape), atomically; returns the new row's id.
+    """INSERT a row and run an upsert that depends on it (`upsert(first_slot, after)` builds
+    it, `key` names its shape), atomically; returns the new row's id. A row whose request_id is
+    stored already is not written again and the upsert does not run: the stored id is returned.
 
     PostgreSQL: one statement and one round trip (a data-modifying CTE), atomic on its own.
     SQLite: the two statements in one transaction.
@@ -353,20 +449,27 @@ def insert_with_upsert(
 
         def build() -> pw.Node:
             inserted = insert_query(model, names).cte("inserted")
-            other = upsert(len(names)).returning(pw.SQL("1")).cte("other")
+            other = upsert(len(names), inserted).returning(pw.SQL("1")).cte("other")
             return pw.Select((inserted,), (inserted.c.id,)).with_cte(inserted, other)
 
         both = shape(("with upsert", model, names, key), lambda: Statement(build))
-        return connection.run(lambda: both.scalar([*values, *upsert_values]), transaction=False)
 
-    alone = shape(("upsert", key), lambda: Statement(lambda: upsert(0)))
+        def one_statement() -> int:
+            new_id = both.scalar([*values, *upsert_values])
+            return stored_id(model, row["request_id"]) if new_id is None else new_id
+
+        return connection.run(one_statement, transaction=False, idempotent=True)
+
+    alone = shape(("upsert", key), lambda: Statement(lambda: upsert(0, None)))
 
     def work() -> int:
-        new_id = insert_row(model, row)
+        new_id = insert_new_row(model, row)
+        if new_id is None:
+            return stored_id(model, row["request_id"])
         alone.execute(upsert_values)
         return new_id
 
-    return connection.run(work)
+    return connection.run(work, idempotent=True)
 
 
 class Update:

@@ -15,8 +15,9 @@ from .. import validate
 from ..enums import PositionSide, TradeSource
 from ..errors import ValidationError
 from ..models import PerformanceMetrics, Trade
-from .base import ManagerBase
+from .base import ManagerBase, request_id_of
 from .statements import (
+    BATCH_REQUEST_ID_LENGTH,
     Rows,
     Slot,
     Statement,
@@ -28,6 +29,7 @@ from .statements import (
     literal,
     session_scoped,
     shape,
+    stored_batch,
 )
 
 PM = PerformanceMetrics
@@ -148,9 +150,11 @@ _DAILY_UPDATE = {
 }
 
 
-def daily_upsert(rows: int, first_slot: int = 0) -> pw.Node:
-    """The upsert adding `rows` aggregated rows (slots from `first_slot`) to their daily counters."""
-    return insert_query(PM, _DAILY_COLUMNS, rows, first_slot=first_slot).on_conflict(
+def daily_upsert(rows: int, first_slot: int = 0, after: pw.CTE | None = None) -> pw.Node:
+    """The upsert adding `rows` aggregated rows (slots from `first_slot`) to their daily counters;
+    with `after`, only when that CTE inserted its trade (see `insert_query`)."""
+    query = insert_query(PM, _DAILY_COLUMNS, rows, first_slot=first_slot, after=after)
+    return query.on_conflict(
         conflict_target=[PM.period, PM.period_start, PM.session], update=_DAILY_UPDATE
     )
 
@@ -212,34 +216,46 @@ class TradesMixin(ManagerBase):
         mae_time: Any = None,
         position_id: int | None = None,
         session_id: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> int:
         """Insert one closed trade and fold it into its daily performance row, atomically.
 
         `pnl_percent` is derived from the prices when not given. A duplicate `order_id` in the
         same session raises DuplicateError and writes nothing. Trades without a session do not
-        update a daily row (see `daily_rows`).
+        update a daily row (see `daily_rows`). Exactly once per `request_id`: a repeat returns
+        the first call's id and counts nothing twice (retried by the manager itself).
         """
         args = locals()  # every parameter by name: the keys log_trades rows use (TRADE_ARGUMENTS)
         row = clean_trade(args, self._session(session_id))
+        row["request_id"] = request_id_of(request_id)
         daily = daily_rows([row])
         if not daily:
             return self._run_statement(lambda: insert_row(Trade, row))
-        return insert_with_upsert(
-            Trade, row, lambda first: daily_upsert(1, first), daily_values(daily), key="daily"
-        )
+        return insert_with_upsert(Trade, row, _daily_after_trade, daily_values(daily), key="daily")
 
-    def log_trades(self, rows: Iterable[Mapping[str, Any]]) -> list[int]:
+    def log_trades(
+        self, rows: Iterable[Mapping[str, Any]], *, request_id: str | None = None
+    ) -> list[int]:
         """Insert many trades in one transaction; every row is validated before anything is written.
 
         A bad row raises ValidationError naming `rows[i].field`. Rows are inserted in batches of
         1,000 and the daily performance rows get one aggregated upsert per (day, session).
+        Exactly once per `request_id` (at most 88 characters: row i stores it as `<id>#<i>`): a
+        repeat returns the first call's ids and writes nothing (retried by the manager itself).
         """
+        batch_id = request_id_of(request_id, max_length=BATCH_REQUEST_ID_LENGTH)
         cleaned = [self._clean_trade_row(index, row) for index, row in enumerate(rows)]
         if not cleaned:
             return []
+        for index, row in enumerate(cleaned):
+            row["request_id"] = f"{batch_id}#{index}"
         daily = daily_rows(cleaned)
 
         def work() -> list[int]:
+            stored = stored_batch(Trade, cleaned)
+            if stored is not None:
+                return stored
             ids: list[int] = []
             for start in range(0, len(cleaned), BATCH_SIZE):
                 batch = cleaned[start : start + BATCH_SIZE]
@@ -286,3 +302,8 @@ class TradesMixin(ManagerBase):
 
 def _daily_statement(rows: int) -> Statement:
     return Statement(lambda: daily_upsert(rows))
+
+
+def _daily_after_trade(first_slot: int, after: pw.CTE | None) -> pw.Node:
+    """log_trade's daily upsert: one row, run only when the trade was new (see insert_query)."""
+    return daily_upsert(1, first_slot, after)

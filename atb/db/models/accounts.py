@@ -5,7 +5,7 @@ from __future__ import annotations
 import peewee as pw
 
 from atb.db.fields import CountField, JsonField, MoneyField, UTCDateTimeField, server_default
-from atb.db.models.base import BaseModel
+from atb.db.models.base import BaseModel, request_key
 from atb.db.models.trading import session_link
 
 
@@ -25,6 +25,8 @@ class AccountHistory(BaseModel):
     # Indexed by the composite (session_id, timestamp) below.
     session = session_link("account_history", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "account_history"
@@ -50,6 +52,8 @@ class AccountBalance(BaseModel):
     # Indexed by the composite (session_id, last_updated) below.
     session = session_link("account_balances", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "account_balances"

@@ -9,7 +9,9 @@ import peewee as pw
 from atb.db.connection import database
 from atb.db.fields import utc_now
 
-__all__ = ["BaseModel", "database"]
+__all__ = ["REQUEST_ID_LENGTH", "BaseModel", "database", "request_key"]
+
+REQUEST_ID_LENGTH = 100
 
 
 class BaseModel(pw.Model):
@@ -44,3 +46,11 @@ class BaseModel(pw.Model):
             for name in cls._touch_on_update:
                 data.setdefault(cls._meta.fields[name], now)
         return pw.ModelUpdate(cls, data)
+
+
+def request_key() -> pw.CharField:
+    """The `request_id` column of a table the manager logs to: the caller's (or the manager's
+    generated) key of the call that wrote the row. Unique, so a repeated call (a caller's retry,
+    or the manager's own after a lost connection) finds the row instead of adding a second one;
+    NULL for rows written before the column existed or outside the manager."""
+    return pw.CharField(max_length=REQUEST_ID_LENGTH, null=True, unique=True)

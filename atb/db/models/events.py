@@ -14,7 +14,7 @@ from atb.db.fields import (
     UTCDateTimeField,
     server_default,
 )
-from atb.db.models.base import BaseModel
+from atb.db.models.base import BaseModel, request_key
 from atb.db.models.trading import session_link
 
 
@@ -38,6 +38,8 @@ class SystemEvent(BaseModel):
     session = session_link("system_events", index=False)
     session_id: int | None  # the foreign key's raw value (peewee's accessor)
     created_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "system_events"
@@ -104,6 +106,8 @@ class DynamicPerformanceMetrics(BaseModel):
     session = session_link("dynamic_performance_metrics", required=True)
     created_at = UTCDateTimeField(server_now=True, null=True)
 
+    request_id = request_key()
+
     class Meta:
         table_name = "dynamic_performance_metrics"
 
@@ -126,6 +130,8 @@ class RiskAdjustment(BaseModel):
     pnl_during_adjustment = MoneyField(null=True)
     session = session_link("risk_adjustments", required=True)
     created_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "risk_adjustments"

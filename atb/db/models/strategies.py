@@ -13,7 +13,7 @@ from atb.db.fields import (
     MoneyField,
     UTCDateTimeField,
 )
-from atb.db.models.base import BaseModel
+from atb.db.models.base import BaseModel, request_key
 from atb.db.models.trading import Trade, session_link
 
 
@@ -47,6 +47,8 @@ class StrategyExecution(BaseModel):
     )
     created_at = UTCDateTimeField(server_now=True, null=True)
 
+    request_id = request_key()
+
     class Meta:
         table_name = "strategy_executions"
         indexes = ((("session_id", "timestamp"), False),)
@@ -70,6 +72,8 @@ class OptimizationCycle(BaseModel):
     session_id: int | None  # the foreign key's raw value (peewee's accessor)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "optimization_cycles"

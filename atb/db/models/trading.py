@@ -21,7 +21,7 @@ from atb.db.fields import (
     UTCDateTimeField,
     server_default,
 )
-from atb.db.models.base import BaseModel
+from atb.db.models.base import BaseModel, request_key
 
 
 class TradingSession(BaseModel):
@@ -51,6 +51,8 @@ class TradingSession(BaseModel):
     max_drawdown = MoneyField(null=True)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "trading_sessions"
@@ -122,6 +124,8 @@ class Position(BaseModel):
     weekend_exit = FlagField(null=True)
     time_restriction_group = pw.CharField(max_length=50, null=True)
 
+    request_id = request_key()
+
     class Meta:
         table_name = "positions"
         indexes = ((("session_id", "status"), False),)
@@ -165,6 +169,8 @@ class Order(BaseModel):
     target_level = pw.IntegerField(null=True)
     size_fraction = MoneyField(null=True)
 
+    request_id = request_key()
+
     class Meta:
         table_name = "orders"
         indexes = (
@@ -192,6 +198,8 @@ class PartialTrade(BaseModel):
     pnl = MoneyField(null=True)
     target_level = pw.IntegerField(null=True)
     timestamp = UTCDateTimeField(server_now=True, null=True, index=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "partial_trades"
@@ -241,6 +249,8 @@ class Trade(BaseModel):
     session = session_link("trades", index=False)
     created_at = UTCDateTimeField(server_now=True, null=True)
     updated_at = UTCDateTimeField(server_now=True, null=True)
+
+    request_id = request_key()
 
     class Meta:
         table_name = "trades"
