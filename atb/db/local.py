@@ -771,6 +771,24 @@ def stop(root: Path | None = None, *, timeout: float = 30) -> bool:
         return True
 
 
+def restart(root: Path | None = None, *, timeout: float = 60) -> None:
+    """Restart the running local server in place (`pg_ctl restart -m fast`): every connection
+    is cut, as a managed database's restart or failover cuts them."""
+    deadline = time.monotonic() + timeout
+    base = _root(root)
+    pgdata = base / DEFAULT_DIR_NAME / _PGDATA_NAME
+    if status(base) is None:
+        raise _failure(f"the local PostgreSQL in {pgdata} is not running", hint="atb db up")
+    with _locked(base / DEFAULT_DIR_NAME, deadline):
+        wait = max(1, int(_remaining(deadline)))
+        args = [str(bin_dir() / "pg_ctl"), "restart", "-D", str(pgdata), "-m", "fast", "-w",
+                "-t", str(wait), "-l", str(pgdata / _LOG_NAME)]  # fmt: skip
+        code, output = _run(args, owner=_data_owner(pgdata), timeout=wait + 5)
+        if code != 0:
+            raise _failure(f"restarting the local PostgreSQL in {pgdata} failed", output=output,
+                           pgdata=pgdata, hint="read the log above")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------------------
 # Databases
 
