@@ -2,8 +2,9 @@
 
 Every "PostgreSQL or SQLite" decision about connecting lives here. Callers run work through
 `run()`: it checks a pooled connection out, runs the work in one transaction, gives the connection
-back, maps driver errors onto atb's (`DatabaseUnavailable`, `DuplicateError`), and retries once when
-the connection turned out dead before anything was committed.
+back, maps driver errors onto atb's (`DatabaseUnavailable`, `DuplicateError`), and retries a lost
+connection for up to ATB_DB_RETRY_S: always when nothing can have been applied, and after an
+unknown outcome only for idempotent work (the manager's writes carry request ids).
 """
 
 from __future__ import annotations
