@@ -166,7 +166,9 @@ def test_partial_exit_repeated_moves_the_position_once(manager, session_id):
     assert PartialTrade.select().count() == 2
 
 
-def test_a_repeat_of_a_partial_exit_on_a_closed_position_is_still_true(manager, session_id):
+def test_a_repeat_of_a_partial_exit_on_a_closed_position_is_false_and_writes_nothing(
+    manager, session_id
+):
     position = log_position(manager)
     assert manager.apply_partial_exit_update(position, "0.25", "110", 1, request_id="pe-2")
     assert manager.close_position(position, exit_price="120")

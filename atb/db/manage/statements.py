@@ -275,9 +275,14 @@ def insert_query(
     return query.returning(model._meta.primary_key)
 
 
+def _find_stored(model: type[pw.Model], request_id: str) -> int | None:
+    """The id of the row stored with this request id, None when there is none."""
+    return shape(("stored", model), lambda: _stored_statement(model)).scalar([request_id])
+
+
 def stored_id(model: type[pw.Model], request_id: str) -> int:
     """The id of the row an earlier call with this request id wrote (its insert found it)."""
-    found = shape(("stored", model), lambda: _stored_statement(model)).scalar([request_id])
+    found = _find_stored(model, request_id)
     if found is None:  # the conflicting row went away between the two statements
         raise DatabaseError(
             f"{model._meta.table_name}: request_id {request_id!r} was taken, then its row vanished"
@@ -307,10 +312,7 @@ def stored_batch(model: type[pw.Model], rows: Sequence[Mapping[str, Any]]) -> li
 
     A batch is written in one transaction, so its first row's request id tells for all of them.
     """
-    first = shape(("stored", model), lambda: _stored_statement(model)).scalar(
-        [rows[0]["request_id"]]
-    )
-    if first is None:
+    if _find_stored(model, rows[0]["request_id"]) is None:
         return None
     ids = stored_ids(model, [row["request_id"] for row in rows])
     if any(found is None for found in ids):
