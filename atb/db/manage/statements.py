@@ -431,6 +431,49 @@ def insert_with_child(
     return connection.run(work, idempotent=True)
 
 
+def insert_with_upsert(
+    model: type[pw.Model],
+    row: Mapping[str, Any],
+    upsert: Callable[[int, pw.CTE | None], Any],
+    upsert_values: Sequence[Any],
+    key: Hashable,
+) -> int:
+    """INSERT a row and run an upsert that depends on it (`upsert(first_slot, after)` builds
+    it, `key` names its shape), atomically; returns the new row's id. A row whose request_id is
+    stored already is not written again and the upsert does not run: the stored id is returned.
+
+    PostgreSQL: one statement and one round trip (a data-modifying CTE), atomic on its own.
+    SQLite: the two statements in one transaction.
+    """
+    names = tuple(row)
+    values = [row[name] for name in names]
+    if connection.is_postgres():
+
+        def build() -> pw.Node:
+            inserted = insert_query(model, names).cte("inserted")
+            other = upsert(len(names), inserted).returning(pw.SQL("1")).cte("other")
+            return pw.Select((inserted,), (inserted.c.id,)).with_cte(inserted, other)
+
+        both = shape(("with upsert", model, names, key), lambda: Statement(build))
+
+        def one_statement() -> int:
+            new_id = both.scalar([*values, *upsert_values])
+            return stored_id(model, row["request_id"]) if new_id is None else new_id
+
+        return connection.run(one_statement, transaction=False, idempotent=True)
+
+    alone = shape(("upsert", key), lambda: Statement(lambda: upsert(0, None)))
+
+    def work() -> int:
+        new_id = insert_new_row(model, row)
+        if new_id is None:
+            return stored_id(model, row["request_id"])
+        alone.execute(upsert_values)
+        return new_id
+
+    return connection.run(work, idempotent=True)
+
+
 class Update:
     """UPDATE `model` SET the given columns WHERE `where`: one compiled statement per set of
     columns changed. Columns the model touches on update (`updated_at`, ...) are set to now

@@ -1,12 +1,12 @@
-"""Closed trades: log one or many, read them back.
-
-A trade insert touches no shared row: the per-day figures dashboards need are rolled up off the
-write path (see `rollups`), so writers of the same session and day never wait for each other."""
+"""Closed trades: log one or many (keeping the daily performance row current), read them back."""
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import peewee as pw
@@ -14,21 +14,28 @@ import peewee as pw
 from .. import validate
 from ..enums import PositionSide, TradeSource
 from ..errors import ValidationError
-from ..models import Trade
+from ..models import PerformanceMetrics, Trade
 from .base import ManagerBase, request_id_of
 from .statements import (
     BATCH_REQUEST_ID_LENGTH,
     Rows,
     Slot,
+    Statement,
     both,
+    insert_query,
     insert_row,
     insert_rows,
+    insert_with_upsert,
+    literal,
     session_scoped,
+    shape,
     stored_batch,
 )
 
+PM = PerformanceMetrics
 BATCH_SIZE = 1_000
 _HUNDRED = decimal.Decimal(100)
+_DAY = dt.timedelta(days=1)
 
 # Arguments of log_trade, which are also the keys log_trades accepts in each row.
 TRADE_ARGUMENTS = frozenset(
@@ -78,6 +85,83 @@ def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, An
         session=session_id,
     )
     return row
+
+
+def daily_rows(trades: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate trades into one daily performance row per (UTC day, session).
+
+    Trades without a session are left out: the unique key (period, period_start, session_id)
+    treats NULL session ids as distinct, so an upsert could not find their row and would add a
+    new one per trade. Session-less figures come from aggregating `trades` directly.
+    """
+    groups: dict[tuple[dt.datetime, int], list[decimal.Decimal]] = defaultdict(list)
+    for trade in trades:
+        if trade["session"] is not None:
+            day = trade["exit_time"].replace(hour=0, minute=0, second=0, microsecond=0)
+            groups[(day, trade["session"])].append(trade["pnl"])
+    now = dt.datetime.now(dt.UTC)
+    rows = []
+    for (day, session_id), pnls in groups.items():
+        wins = sum(1 for pnl in pnls if pnl > 0)
+        rows.append({
+            "period": "daily", "period_start": day, "period_end": day + _DAY, "session": session_id,
+            "total_trades": len(pnls), "winning_trades": wins,
+            "losing_trades": sum(1 for pnl in pnls if pnl < 0),
+            "win_rate": validate.money("win_rate", _HUNDRED * wins / len(pnls)),
+            "total_return": sum(pnls), "best_trade_pnl": max(pnls), "worst_trade_pnl": min(pnls),
+            "updated_at": now,
+        })  # fmt: skip
+    return rows
+
+
+# Adds pre-aggregated (day, session) rows to the stored counters; win_rate is recomputed from the
+# counters. `100.0` keeps PostgreSQL's division in exact numeric; ROUND(…, 8) gives SQLite's float
+# the column's scale. CASE is a portable GREATEST/LEAST that also prefers the new value over NULL;
+# COALESCE guards rows another writer created with NULL counters.
+_DAILY_COLUMNS = (
+    "period", "period_start", "period_end", "session", "total_trades", "winning_trades",
+    "losing_trades", "win_rate", "total_return", "best_trade_pnl", "worst_trade_pnl", "updated_at",
+)  # fmt: skip
+_NEW = pw.EXCLUDED
+_ZERO = literal("0")
+
+
+def _added(column: pw.Field) -> pw.Node:
+    return pw.fn.COALESCE(column, _ZERO) + getattr(_NEW, column.column_name)
+
+
+_DAILY_UPDATE = {
+    PM.total_trades: _added(PM.total_trades),
+    PM.winning_trades: _added(PM.winning_trades),
+    PM.losing_trades: _added(PM.losing_trades),
+    PM.win_rate: pw.fn.ROUND(
+        literal("100.0") * _added(PM.winning_trades) / _added(PM.total_trades), literal("8")
+    ),
+    PM.total_return: _added(PM.total_return),
+    PM.best_trade_pnl: pw.Case(
+        None, [(PM.best_trade_pnl >= _NEW.best_trade_pnl, PM.best_trade_pnl)], _NEW.best_trade_pnl
+    ),
+    PM.worst_trade_pnl: pw.Case(
+        None,
+        [(PM.worst_trade_pnl <= _NEW.worst_trade_pnl, PM.worst_trade_pnl)],
+        _NEW.worst_trade_pnl,
+    ),
+    PM.updated_at: _NEW.updated_at,
+}
+
+
+def daily_upsert(rows: int, first_slot: int = 0, after: pw.CTE | None = None) -> pw.Node:
+    """The upsert adding `rows` aggregated rows (slots from `first_slot`) to their daily counters;
+    with `after`, only when that CTE inserted its trade (see `insert_query`)."""
+    query = insert_query(PM, _DAILY_COLUMNS, rows, first_slot=first_slot, after=after)
+    return query.on_conflict(
+        conflict_target=[PM.period, PM.period_start, PM.session], update=_DAILY_UPDATE
+    )
+
+
+def daily_values(rows: list[dict[str, Any]]) -> list[Any]:
+    """The upsert's slot values for aggregated rows."""
+    return [row[name] for row in rows for name in _DAILY_COLUMNS]
 
 
 def _trades_query(where: pw.Node | None, order: tuple[pw.Node, ...], limit: bool = False) -> Rows:
@@ -135,16 +219,20 @@ class TradesMixin(ManagerBase):
         *,
         request_id: str | None = None,
     ) -> int:
-        """Insert one closed trade: one statement, no shared row touched.
+        """Insert one closed trade and fold it into its daily performance row, atomically.
 
         `pnl_percent` is derived from the prices when not given. A duplicate `order_id` in the
-        same session raises DuplicateError and writes nothing. Exactly once per `request_id`: a
-        repeat returns the first call's id and writes nothing (retried by the manager itself).
+        same session raises DuplicateError and writes nothing. Trades without a session do not
+        update a daily row (see `daily_rows`). Exactly once per `request_id`: a repeat returns
+        the first call's id and counts nothing twice (retried by the manager itself).
         """
         args = locals()  # every parameter by name: the keys log_trades rows use (TRADE_ARGUMENTS)
         row = clean_trade(args, self._session(session_id))
         row["request_id"] = request_id_of(request_id)
-        return self._run_statement(lambda: insert_row(Trade, row))
+        daily = daily_rows([row])
+        if not daily:
+            return self._run_statement(lambda: insert_row(Trade, row))
+        return insert_with_upsert(Trade, row, _daily_after_trade, daily_values(daily), key="daily")
 
     def log_trades(
         self, rows: Iterable[Mapping[str, Any]], *, request_id: str | None = None
@@ -152,7 +240,7 @@ class TradesMixin(ManagerBase):
         """Insert many trades in one transaction; every row is validated before anything is written.
 
         A bad row raises ValidationError naming `rows[i].field`. Rows are inserted in batches of
-        1,000.
+        1,000 and the daily performance rows get one aggregated upsert per (day, session).
         Exactly once per `request_id` (at most 88 characters: row i stores it as `<id>#<i>`): a
         repeat returns the first call's ids and writes nothing (retried by the manager itself).
         """
@@ -162,6 +250,7 @@ class TradesMixin(ManagerBase):
             return []
         for index, row in enumerate(cleaned):
             row["request_id"] = f"{batch_id}#{index}"
+        daily = daily_rows(cleaned)
 
         def work() -> list[int]:
             stored = stored_batch(Trade, cleaned)
@@ -171,6 +260,11 @@ class TradesMixin(ManagerBase):
             for start in range(0, len(cleaned), BATCH_SIZE):
                 batch = cleaned[start : start + BATCH_SIZE]
                 ids.extend(insert_rows(Trade, batch))
+            for start in range(0, len(daily), BATCH_SIZE):
+                batch = daily[start : start + BATCH_SIZE]
+                count = len(batch)
+                upsert = shape(("daily", count), partial(_daily_statement, count))
+                upsert.execute(daily_values(batch))
             return ids
 
         return self._run_transaction(work)
@@ -204,3 +298,12 @@ class TradesMixin(ManagerBase):
         since = validate.timestamp("start", start)
         params = {**self._session_filter(session_id), "symbol": name, "start": since}
         return self._dashboard_read(lambda: _BY_SYMBOL["session" in params].fetch(params))
+
+
+def _daily_statement(rows: int) -> Statement:
+    return Statement(lambda: daily_upsert(rows))
+
+
+def _daily_after_trade(first_slot: int, after: pw.CTE | None) -> pw.Node:
+    """log_trade's daily upsert: one row, run only when the trade was new (see insert_query)."""
+    return daily_upsert(1, first_slot, after)
