@@ -20,6 +20,19 @@ def disconnect_after_each_test() -> Iterator[None]:
 
 
 @pytest.fixture
+def manager(backend):
+    """The manager under test, once on SQLite and once on PostgreSQL (the *_both_backends
+    files); a file testing one backend defines its own."""
+    return backend
+
+
+@pytest.fixture
+def session_id(manager) -> int:
+    """An active paper session, made the manager's current one."""
+    return manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", 1000)
+
+
+@pytest.fixture
 def source_url(make_migrated_pg_database: Callable[..., str]) -> str:
     """A migrated database with rows in every table, every column set (what gets backed up)."""
     from test_cli_backup_restore import fill_every_table

@@ -14,7 +14,6 @@ import pytest
 from helpers import T0, log_position, log_trade
 
 from atb.db import DuplicateError, ValidationError
-from atb.db.manager import DatabaseManager
 from atb.db.models import (
     AccountBalance,
     AccountHistory,
@@ -30,16 +29,6 @@ from atb.db.models import (
     Trade,
     TradingSession,
 )
-
-
-@pytest.fixture
-def manager(backend: DatabaseManager) -> DatabaseManager:
-    return backend
-
-
-@pytest.fixture
-def session_id(manager: DatabaseManager) -> int:
-    return manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", 1000)
 
 
 def counts(*models) -> list[int]:

@@ -9,13 +9,7 @@ import pytest
 from helpers import log_trade
 
 from atb.db import DuplicateError, ValidationError
-from atb.db.manager import DatabaseManager
 from atb.db.models import PerformanceMetrics, SystemEvent, Trade
-
-
-@pytest.fixture
-def manager(backend: DatabaseManager) -> DatabaseManager:
-    return backend
 
 
 def test_a_lone_surrogate_in_text_is_refused(manager):

@@ -14,11 +14,6 @@ from atb.db.manager import DatabaseManager
 from atb.db.models import SystemEvent
 
 
-@pytest.fixture
-def manager(backend: DatabaseManager) -> DatabaseManager:
-    return backend
-
-
 def _stored_details(manager: DatabaseManager, details) -> object:
     event_id = manager.log_event("TEST", "json", details=details)
     return SystemEvent.get_by_id(event_id).details

@@ -38,19 +38,6 @@ from atb.db.models import (
     TradingSession,
 )
 
-
-@pytest.fixture
-def manager(backend: DatabaseManager) -> DatabaseManager:
-    """The manager under test, once on SQLite and once on PostgreSQL."""
-    return backend
-
-
-@pytest.fixture
-def session_id(manager: DatabaseManager) -> int:
-    """An active paper session, made the manager's current one."""
-    return manager.create_trading_session("ml_basic", "BTCUSDT", "1h", "paper", 1000)
-
-
 # --- raw queries and transactions -------------------------------------------------------------
 
 
