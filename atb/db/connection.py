@@ -302,6 +302,13 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         with _exception_wrapper, _watchdog.guard(self._thread_connection()):
             self.cursor().execute(f"{stmt}; {self._transaction_sql}")
 
+    def copy_from(self, sql: str, source: Any) -> None:
+        """Run `COPY ... FROM STDIN` reading the file-like `source`: one round trip under the
+        call time bound, its errors mapped as every statement's (run it in a transaction, so
+        the timeouts set at BEGIN apply)."""
+        with _exception_wrapper, _watchdog.guard(self._thread_connection()):
+            self.cursor().copy_expert(sql, source)
+
     def execute_sql(self, sql, params=None):
         if self._transaction_sql and not self.in_transaction():
             if not _NON_TRANSACTIONAL.match(sql) and self._txn_idle():
@@ -703,6 +710,7 @@ def run(
     transaction: bool = True,
     replica: bool = False,
     idempotent: bool = False,
+    retry: bool = True,
 ) -> T:
     """Run `work` on a pooled connection (see `_run`), each attempt within the call time bound
     (ATB_DB_CALL_TIMEOUT_S) unless the caller set one.
@@ -710,11 +718,12 @@ def run(
     `replica=True` marks a dashboard read that a configured read replica may serve.
     `idempotent=True` says running `work` twice has the effect of running it once (an insert
     keyed by its request id, an UPDATE setting absolute values, a read): only then is it retried
-    after a failure that may have come after the server applied it.
+    after a failure that may have come after the server applied it. `retry=False` for work that
+    cannot be run twice at all (it reads a one-shot iterator): a lost connection is reported.
     """
     if replica and _replica is not None:
         return _replica.read(work, transaction=transaction)
-    return _run(work, transaction=transaction, idempotent=idempotent)
+    return _run(work, transaction=transaction, idempotent=idempotent, retry=retry)
 
 
 _retry = threading.local()
@@ -813,10 +822,26 @@ def _run(
 def _attempt_bound(bounded: bool) -> Iterator[None]:
     """Each attempt gets the call time bound, unless the caller set a deadline for the whole call."""
     if bounded:
-        yield
+        previous, _deadline.caller_set = getattr(_deadline, "caller_set", False), True
+        try:
+            yield
+        finally:
+            _deadline.caller_set = previous
         return
     with call_deadline(_settings.call_timeout_s if _settings else _default_call_timeout):
         yield
+
+
+def renew_call_bound() -> None:
+    """For streaming work (each chunk of a long bulk insert): the call time bound counts again
+    from now, for the round trips that follow (the COMMIT included), so a stream is not cut off
+    for its total length, only a round trip that stalls is. Only inside `run()`'s attempt; a
+    deadline the caller set for the whole call stands."""
+    if getattr(_deadline, "caller_set", False) or getattr(_deadline, "at", _UNSET) is _UNSET:
+        return
+    _deadline.at = time.monotonic() + (
+        _settings.call_timeout_s if _settings else _default_call_timeout
+    )
 
 
 def _attempt_once(

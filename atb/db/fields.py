@@ -3,6 +3,7 @@
 Every backend difference in column definitions lives here:
 - `EnumField`: VARCHAR plus a CHECK constraint, so raw SQL cannot store a value outside the enum.
 - `MoneyField`: exact numeric(18,8); reads return `Decimal`.
+- `ExactSumField`: numeric without precision or scale, for rollups' exact sums.
 - `JsonField`: jsonb on PostgreSQL, JSON text on SQLite; unset is SQL NULL; numbers are stored
   exactly, NaN/inf become null, numpy scalars numbers, datetimes ISO 8601, and what JSON cannot
   hold is refused (atb/db/jsoncodec.py).
@@ -97,6 +98,23 @@ class MoneyField(pw.DecimalField):
             # A float's repr is its shortest exact decimal; never let binary noise through.
             value = decimal.Decimal(repr(value))
         return super().db_value(value)
+
+
+class ExactSumField(pw.DecimalField):
+    """Unconstrained numeric (PostgreSQL): sums of money, of squares and of quotients kept to
+    their last digit, so figures combined from them equal the figures over the rows themselves."""
+
+    field_type = "NUMERIC"
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("auto_round", False)
+        super().__init__(*args, **kwargs)
+
+    def get_modifiers(self) -> list[int]:
+        return []  # no (precision, scale)
+
+    def deconstruct(self) -> dict[str, str]:
+        return {}
 
 
 def to_json_safe(value: Any) -> Any:

@@ -76,9 +76,9 @@ def test_nuke_json_reports_what_was_dropped(cluttered_url: str) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["applied"] == list(available_migrations())
-    assert data["dropped"]["table"] == 24  # 22 models, the history, scratch_notes
+    assert data["dropped"]["table"] == 25  # 23 models, the history, scratch_notes
     assert data["dropped"]["view"] == 1 and data["dropped"]["materialized view"] == 1
-    assert data["dropped"]["type"] == 3 and data["dropped"]["function"] == 1
+    assert data["dropped"]["type"] == 3 and data["dropped"]["function"] == 4  # 1 + migration 005's 3
 
 
 def test_nuke_asks_for_the_database_name(cluttered_url: str) -> None:

@@ -32,7 +32,7 @@ def test_a_healthy_schema_verifies_with_exit_0(migrated_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert "ok: the database matches the models" in result.output
     assert "migrations: at head" in result.output
-    assert "tables: 22 present" in result.output
+    assert "tables: 23 present" in result.output
 
 
 def test_a_healthy_schema_verifies_as_a_subprocess(migrated_url: str) -> None:

@@ -21,7 +21,6 @@ from atb.db.models import (
     OptimizationCycle,
     Order,
     PartialTrade,
-    PerformanceMetrics,
     Position,
     RiskAdjustment,
     StrategyExecution,
@@ -35,14 +34,14 @@ def counts(*models) -> list[int]:
     return [model.select().count() for model in models]
 
 
-def test_log_trade_repeated_returns_the_first_id_and_counts_the_day_once(manager, session_id):
+def test_log_trade_repeated_returns_the_first_id_and_counts_the_trade_once(manager, session_id):
     first = log_trade(manager, request_id="fill-1")
     again = log_trade(manager, request_id="fill-1", pnl="99")  # the content is not compared
 
     assert again == first
     assert Trade.select().count() == 1
-    daily = PerformanceMetrics.get(PerformanceMetrics.session == session_id)
-    assert (daily.total_trades, daily.total_return) == (1, D("10"))
+    metrics = manager.get_performance_metrics(session_id=session_id)
+    assert (metrics["total_trades"], metrics["total_pnl"]) == (1, 10)
     assert Trade.get_by_id(first).request_id == "fill-1"
 
 
@@ -72,7 +71,7 @@ def test_log_trades_repeated_returns_the_same_ids_and_writes_nothing(manager, se
 
     assert again == first and len(first) == 3
     assert Trade.select().count() == 3
-    assert PerformanceMetrics.get(PerformanceMetrics.session == session_id).total_trades == 3
+    assert manager.get_performance_metrics(session_id=session_id)["total_trades"] == 3
     keys = [Trade.get_by_id(i).request_id for i in first]
     assert keys == ["batch-7#0", "batch-7#1", "batch-7#2"]
 

@@ -118,6 +118,13 @@ def test_writers_see_no_error_and_nothing_is_lost_or_doubled_across_a_restart(pr
     ledger = execute_sql(
         server.url, f"SELECT count(*) FROM account_balances WHERE session_id = {sid}"
     )
+    connection.connect(settings=settings_for_tests(server.url), replace=True)
+    try:  # the daily rows are written off the write path, by a refresh
+        DatabaseManager(
+            database=connection.bound_database(), apply_migrations=False
+        ).refresh_metric_rollups()
+    finally:
+        connection.disconnect()
     counted = execute_sql(
         server.url, f"SELECT sum(total_trades) FROM performance_metrics WHERE session_id = {sid}"
     )

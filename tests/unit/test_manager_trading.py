@@ -20,7 +20,6 @@ from atb.db.models import (
     AccountHistory,
     Order,
     PartialTrade,
-    PerformanceMetrics,
     Position,
     SystemEvent,
     Trade,
@@ -43,13 +42,6 @@ def trade_row(**overrides) -> dict:
         "exit_reason": "signal", "strategy_name": "ml_basic",
     }  # fmt: skip
     return {**row, **overrides}
-
-
-def daily(session_id: int | None = None) -> list[PerformanceMetrics]:
-    query = PerformanceMetrics.select().where(PerformanceMetrics.period == "daily")
-    if session_id is not None:
-        query = query.where(PerformanceMetrics.session == session_id)
-    return list(query.order_by(PerformanceMetrics.period_start))
 
 
 # --- connection -------------------------------------------------------------------------------
@@ -270,7 +262,6 @@ def test_bad_trade_input_is_refused_naming_the_field_and_nothing_is_written(
 
     assert caught.value.field == field
     assert Trade.select().count() == 0
-    assert daily() == []
 
 
 def test_naive_times_are_taken_as_utc_and_aware_ones_converted(
@@ -295,49 +286,13 @@ def test_the_same_order_id_may_appear_in_another_session(manager: DatabaseManage
     assert Trade.select().where(Trade.order_id == "ex-1").count() == 2
 
 
-def test_the_daily_row_counts_every_trade_of_the_day(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    log_trade(manager, pnl=10)
-    log_trade(manager, pnl=-4, exit_time=T0 + dt.timedelta(hours=3))
-    log_trade(manager, pnl=25, exit_time=T0 - dt.timedelta(hours=11))
-
-    (row,) = daily(session_id)
-    assert (row.total_trades, row.winning_trades, row.losing_trades) == (3, 2, 1)
-    assert row.win_rate == D("66.66666667")
-    assert row.total_return == 31
-    assert (row.best_trade_pnl, row.worst_trade_pnl) == (25, -4)
-    assert row.period_start == dt.datetime(2024, 3, 1, tzinfo=UTC)
-    assert row.period_end == dt.datetime(2024, 3, 2, tzinfo=UTC)
-
-
-def test_trades_on_different_days_get_their_own_daily_rows(
-    manager: DatabaseManager, session_id: int
-) -> None:
-    log_trade(manager, exit_time=T0)
-    log_trade(manager, exit_time=T0 + dt.timedelta(days=1), entry_time=T0)
-
-    assert [row.period_start.day for row in daily(session_id)] == [1, 2]
-
-
-def test_a_trade_without_a_session_adds_no_daily_row(manager: DatabaseManager) -> None:
-    log_trade(manager)
-    log_trade(manager)
-
-    assert Trade.select().count() == 2
-    assert daily() == []
-
-
-def test_log_trades_returns_ids_in_order_and_aggregates_daily_rows_once(
-    manager: DatabaseManager, session_id: int
-) -> None:
+def test_log_trades_returns_ids_in_order(manager: DatabaseManager, session_id: int) -> None:
     rows = [trade_row(pnl=pnl) for pnl in (5, -2, 8)]
     rows.append(trade_row(pnl=1, exit_time=T0 + dt.timedelta(days=1)))
 
     ids = manager.log_trades(rows)
 
     assert [Trade.get_by_id(i).pnl for i in ids] == [5, -2, 8, 1]
-    assert [(r.total_trades, r.total_return) for r in daily(session_id)] == [(3, 11), (1, 1)]
 
 
 def test_log_trades_inserts_beyond_one_batch(manager: DatabaseManager, session_id: int) -> None:
@@ -345,7 +300,6 @@ def test_log_trades_inserts_beyond_one_batch(manager: DatabaseManager, session_i
 
     assert len(set(ids)) == 2_345
     assert Trade.select().count() == 2_345
-    assert daily(session_id)[0].total_trades == 2_345
 
 
 def test_log_trades_names_the_bad_row_and_writes_nothing(
@@ -382,7 +336,6 @@ def test_log_trades_with_a_duplicate_writes_nothing(
         manager.log_trades([trade_row(order_id="a"), trade_row(order_id="a")])
 
     assert Trade.select().count() == 0
-    assert daily() == []
 
 
 def test_recent_trades_are_newest_first_with_plain_values(

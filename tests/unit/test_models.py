@@ -343,10 +343,9 @@ def make_trade(**overrides) -> Trade:
     return Trade.create(**values)
 
 
-def test_there_are_22_models_with_the_reference_table_names():
-    assert len(ALL_MODELS) == 22
-    assert len(set(ALL_MODELS)) == 22
-    assert set(MODELS_BY_TABLE) == set(REFERENCE_COLUMNS)
+def test_there_are_the_22_reference_tables_and_atb_s_metric_rollups():
+    assert len(ALL_MODELS) == len(set(ALL_MODELS)) == 23
+    assert set(MODELS_BY_TABLE) == set(REFERENCE_COLUMNS) | {"metric_rollups"}
 
 
 def test_all_models_lists_parents_before_children():

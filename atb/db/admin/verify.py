@@ -50,7 +50,7 @@ _QUOTED = re.compile(r"'((?:[^']|'')*)'")
 class Problem:
     """One difference between the database and what the models expect."""
 
-    kind: str  # migration, table, column, type, nullability, check, index, foreign_key
+    kind: str  # migration, table, column, type, nullability, check, index, foreign_key, trigger
     where: str  # "positions.side", "positions" or "migrations"
     message: str
     expected: str | None = None
@@ -117,7 +117,8 @@ def expected_column_type(field: pw.Field) -> str:
     if isinstance(field, pw.AutoField):
         return "integer"
     if isinstance(field, pw.DecimalField):
-        return f"numeric({field.max_digits},{field.decimal_places})"
+        modifiers = field.get_modifiers()  # none: unconstrained numeric (ExactSumField)
+        return f"numeric({','.join(map(str, modifiers))})" if modifiers else "numeric"
     if isinstance(field, pw.FixedCharField):
         return f"character({field.max_length})"
     if isinstance(field, pw.CharField):
@@ -376,6 +377,32 @@ def _count_rows(db: pw.Database, table: str, estimate: int, threshold: int) -> T
     return TableCount(rows=int(count), estimated=False)
 
 
+ROLLUP_MIGRATION = "005_metric_rollups"  # builds the triggers `_check_rollup_triggers` expects
+
+
+def _check_rollup_triggers(db: pw.Database) -> list[Problem]:
+    """Every trigger that keeps the metric rollups honest exists and is enabled: without one, a
+    later write to an already rolled-up day would not show in get_performance_metrics."""
+    from atb.db.models.rollups import ROLLUP_TRIGGERS
+
+    found = dict(
+        _rows(
+            db,
+            "SELECT t.tgname, t.tgenabled FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND NOT t.tgisinternal",
+        )
+    )
+    problems = []
+    for name in ROLLUP_TRIGGERS:
+        table = name.split("_rollups_")[0]
+        if name not in found:
+            problems.append(Problem("trigger", table, f"trigger {name} is missing", name, None))
+        elif found[name] == "D":
+            problems.append(Problem("trigger", table, f"trigger {name} is disabled", name, "D"))
+    return problems
+
+
 def verify_database(
     db: pw.Database,
     models: Sequence[type[pw.Model]] | None = None,
@@ -425,6 +452,8 @@ def verify_database(
                 continue
             problems.extend(_compare_table(model, catalog))
             tables[table] = _count_rows(db, table, catalog["tables"][table], large_table_rows)
+        if ROLLUP_MIGRATION in state.applied:  # (a schema regenerated from the models has none)
+            problems.extend(_check_rollup_triggers(db))
     return VerifyReport(
         server_version=str(version),
         server_version_num=int(version_num),

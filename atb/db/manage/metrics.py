@@ -22,18 +22,21 @@ a session's thousand trades. Definitions:
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any
 
 import peewee as pw
 
 from .. import connection, validate
-from ..errors import ValidationError
+from ..errors import DatabaseError, ValidationError
 from ..fields import utc_now
 from ..models import AccountHistory, DynamicPerformanceMetrics, RiskAdjustment, Trade
+from . import rollups
 from .base import ManagerBase, request_id_of
 from .statements import Slot, Statement, both, insert_row, literal, shape
 
+_log = logging.getLogger(__name__)
 PERIODS = ("all-time", "daily", "weekly", "monthly")
 _PERIOD_LENGTH = {
     "daily": dt.timedelta(days=1),
@@ -185,6 +188,8 @@ class MetricsMixin(ManagerBase):
         if start is None and end is None and period in _PERIOD_LENGTH:
             start = utc_now() - _PERIOD_LENGTH[period]
         sid = self._session(session_id)
+        if start is None and end is None and connection.is_postgres():
+            return self._all_time_metrics(sid)
         params = {"session": sid, "start": start, "end": end}
 
         def read() -> Any:
@@ -196,6 +201,31 @@ class MetricsMixin(ManagerBase):
         row = self._dashboard_read(read)
         figures = dict(zip(_AGGREGATE_NAMES, row, strict=True))
         return _metrics_from_aggregates(figures, figures["max_drawdown"])
+
+    def _all_time_metrics(self, sid: int | None) -> dict[str, Any]:
+        """All-time figures from the per-day rollups plus a live aggregate of what they do not
+        cover (see `rollups`); then, when days are due, one chunk of them is rolled up for the
+        next reads (a bounded pause, even on a large database never rolled up; the figures are
+        exact either way). A failed refresh costs speed only: it is logged, the figures stand."""
+        row, due = self._dashboard_read(lambda: rollups.read_metrics(sid))
+        if due and not connection.bound_database().in_transaction():
+            try:
+                rollups.refresh(transactions=1)
+            except DatabaseError as exc:
+                _log.warning("metric rollups not refreshed (the next read retries): %s", exc)
+        figures = dict(zip(_AGGREGATE_NAMES, row, strict=True))
+        return _metrics_from_aggregates(figures, figures["max_drawdown"])
+
+    def refresh_metric_rollups(self) -> int:
+        """Roll up every completed UTC day not rolled up yet, and every day a later write
+        changed; returns the number of days rolled up (0 on SQLite, which has none).
+
+        `get_performance_metrics` rolls up a chunk of days itself when it finds some due, so
+        calling this is never required for correct figures: call it after a bulk import, after
+        an upgrade on a large database, or from a nightly job, so that reads stay fast and no
+        dashboard read pays for it. It also writes each session's `performance_metrics` daily
+        row."""
+        return rollups.refresh()
 
     @staticmethod
     def _trade_aggregate_query(

@@ -216,7 +216,7 @@ def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
 
 
 @lru_cache(maxsize=512)
-def _column_writer(model: type[pw.Model], name: str, postgres: bool) -> Callable[[Any], Any]:
+def column_writer(model: type[pw.Model], name: str, postgres: bool) -> Callable[[Any], Any]:
     # Keyed by model and name: peewee fields overload `==`, so they make unsafe cache keys.
     return _writer(model._meta.fields[name], postgres)
 
@@ -427,49 +427,6 @@ def insert_with_child(
         values = {name: derived[name][1](parent_id, child_row[name]) for name in computed}
         insert_row(child, {link: parent_id, **child_row, **values})
         return parent_id
-
-    return connection.run(work, idempotent=True)
-
-
-def insert_with_upsert(
-    model: type[pw.Model],
-    row: Mapping[str, Any],
-    upsert: Callable[[int, pw.CTE | None], Any],
-    upsert_values: Sequence[Any],
-    key: Hashable,
-) -> int:
-    """INSERT a row and run an upsert that depends on it (`upsert(first_slot, after)` builds
-    it, `key` names its shape), atomically; returns the new row's id. A row whose request_id is
-    stored already is not written again and the upsert does not run: the stored id is returned.
-
-    PostgreSQL: one statement and one round trip (a data-modifying CTE), atomic on its own.
-    SQLite: the two statements in one transaction.
-    """
-    names = tuple(row)
-    values = [row[name] for name in names]
-    if connection.is_postgres():
-
-        def build() -> pw.Node:
-            inserted = insert_query(model, names).cte("inserted")
-            other = upsert(len(names), inserted).returning(pw.SQL("1")).cte("other")
-            return pw.Select((inserted,), (inserted.c.id,)).with_cte(inserted, other)
-
-        both = shape(("with upsert", model, names, key), lambda: Statement(build))
-
-        def one_statement() -> int:
-            new_id = both.scalar([*values, *upsert_values])
-            return stored_id(model, row["request_id"]) if new_id is None else new_id
-
-        return connection.run(one_statement, transaction=False, idempotent=True)
-
-    alone = shape(("upsert", key), lambda: Statement(lambda: upsert(0, None)))
-
-    def work() -> int:
-        new_id = insert_new_row(model, row)
-        if new_id is None:
-            return stored_id(model, row["request_id"])
-        alone.execute(upsert_values)
-        return new_id
 
     return connection.run(work, idempotent=True)
 

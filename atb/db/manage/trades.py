@@ -1,41 +1,34 @@
-"""Closed trades: log one or many (keeping the daily performance row current), read them back."""
+"""Closed trades: log one or many, read them back.
+
+A trade insert touches no shared row: the per-day figures dashboards need are rolled up off the
+write path (see `rollups`), so writers of the same session and day never wait for each other."""
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
-from functools import partial
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import peewee as pw
 
-from .. import validate
+from .. import connection, validate
 from ..enums import PositionSide, TradeSource
-from ..errors import ValidationError
-from ..models import PerformanceMetrics, Trade
+from ..errors import DatabaseError, ValidationError
+from ..models import Trade
+from . import bulk
 from .base import ManagerBase, request_id_of
 from .statements import (
     BATCH_REQUEST_ID_LENGTH,
     Rows,
     Slot,
-    Statement,
     both,
-    insert_query,
     insert_row,
-    insert_rows,
-    insert_with_upsert,
-    literal,
     session_scoped,
-    shape,
     stored_batch,
 )
 
-PM = PerformanceMetrics
-BATCH_SIZE = 1_000
 _HUNDRED = decimal.Decimal(100)
-_DAY = dt.timedelta(days=1)
 
 # Arguments of log_trade, which are also the keys log_trades accepts in each row.
 TRADE_ARGUMENTS = frozenset(
@@ -62,12 +55,16 @@ _TRADE_COLUMNS = (
 _ZERO_MONEY = decimal.Decimal(0)
 
 
+_clean_trade_columns = validate.Cleaner(Trade, _TRADE_RULES)
+_check_pnl_percent = validate.column_check(Trade.pnl_percent)
+_check_order_id = validate.column_check(Trade.order_id)
+_check_position = validate.column_check(Trade.position)
+
+
 def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, Any]:
     """Validate log_trade's arguments into Trade field values (nothing touches the database)."""
     given = {name: args.get(name) for name in _TRADE_COLUMNS}
-    row = validate.clean(
-        Trade, _TRADE_RULES, **given, source=args.get("source") or TradeSource.LIVE
-    )
+    row = _clean_trade_columns(**given, source=args.get("source") or TradeSource.LIVE)
     entry, exit_ = row["entry_price"], row["exit_price"]
     pnl_percent = args.get("pnl_percent")
     if pnl_percent is None:
@@ -75,93 +72,26 @@ def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, An
         pnl_percent = move / entry * _HUNDRED
     order_id = args.get("order_id") or args.get("exit_order_id")
     row.update(
-        pnl_percent=validate.column(Trade.pnl_percent, pnl_percent),
+        pnl_percent=_check_pnl_percent(pnl_percent),
         commission=row["commission"] or _ZERO_MONEY,
         exchange=row["exchange"] or "binance",
         mfe=row["mfe"] or _ZERO_MONEY,
         mae=row["mae"] or _ZERO_MONEY,
-        order_id=validate.column(Trade.order_id, order_id),
-        position=validate.column(Trade.position, args.get("position_id")),
+        order_id=_check_order_id(order_id),
+        position=_check_position(args.get("position_id")),
         session=session_id,
     )
     return row
 
 
-def daily_rows(trades: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Aggregate trades into one daily performance row per (UTC day, session).
-
-    Trades without a session are left out: the unique key (period, period_start, session_id)
-    treats NULL session ids as distinct, so an upsert could not find their row and would add a
-    new one per trade. Session-less figures come from aggregating `trades` directly.
-    """
-    groups: dict[tuple[dt.datetime, int], list[decimal.Decimal]] = defaultdict(list)
-    for trade in trades:
-        if trade["session"] is not None:
-            day = trade["exit_time"].replace(hour=0, minute=0, second=0, microsecond=0)
-            groups[(day, trade["session"])].append(trade["pnl"])
-    now = dt.datetime.now(dt.UTC)
-    rows = []
-    for (day, session_id), pnls in groups.items():
-        wins = sum(1 for pnl in pnls if pnl > 0)
-        rows.append({
-            "period": "daily", "period_start": day, "period_end": day + _DAY, "session": session_id,
-            "total_trades": len(pnls), "winning_trades": wins,
-            "losing_trades": sum(1 for pnl in pnls if pnl < 0),
-            "win_rate": validate.money("win_rate", _HUNDRED * wins / len(pnls)),
-            "total_return": sum(pnls), "best_trade_pnl": max(pnls), "worst_trade_pnl": min(pnls),
-            "updated_at": now,
-        })  # fmt: skip
-    return rows
-
-
-# Adds pre-aggregated (day, session) rows to the stored counters; win_rate is recomputed from the
-# counters. `100.0` keeps PostgreSQL's division in exact numeric; ROUND(…, 8) gives SQLite's float
-# the column's scale. CASE is a portable GREATEST/LEAST that also prefers the new value over NULL;
-# COALESCE guards rows another writer created with NULL counters.
-_DAILY_COLUMNS = (
-    "period", "period_start", "period_end", "session", "total_trades", "winning_trades",
-    "losing_trades", "win_rate", "total_return", "best_trade_pnl", "worst_trade_pnl", "updated_at",
-)  # fmt: skip
-_NEW = pw.EXCLUDED
-_ZERO = literal("0")
-
-
-def _added(column: pw.Field) -> pw.Node:
-    return pw.fn.COALESCE(column, _ZERO) + getattr(_NEW, column.column_name)
-
-
-_DAILY_UPDATE = {
-    PM.total_trades: _added(PM.total_trades),
-    PM.winning_trades: _added(PM.winning_trades),
-    PM.losing_trades: _added(PM.losing_trades),
-    PM.win_rate: pw.fn.ROUND(
-        literal("100.0") * _added(PM.winning_trades) / _added(PM.total_trades), literal("8")
-    ),
-    PM.total_return: _added(PM.total_return),
-    PM.best_trade_pnl: pw.Case(
-        None, [(PM.best_trade_pnl >= _NEW.best_trade_pnl, PM.best_trade_pnl)], _NEW.best_trade_pnl
-    ),
-    PM.worst_trade_pnl: pw.Case(
-        None,
-        [(PM.worst_trade_pnl <= _NEW.worst_trade_pnl, PM.worst_trade_pnl)],
-        _NEW.worst_trade_pnl,
-    ),
-    PM.updated_at: _NEW.updated_at,
-}
-
-
-def daily_upsert(rows: int, first_slot: int = 0, after: pw.CTE | None = None) -> pw.Node:
-    """The upsert adding `rows` aggregated rows (slots from `first_slot`) to their daily counters;
-    with `after`, only when that CTE inserted its trade (see `insert_query`)."""
-    query = insert_query(PM, _DAILY_COLUMNS, rows, first_slot=first_slot, after=after)
-    return query.on_conflict(
-        conflict_target=[PM.period, PM.period_start, PM.session], update=_DAILY_UPDATE
-    )
-
-
-def daily_values(rows: list[dict[str, Any]]) -> list[Any]:
-    """The upsert's slot values for aggregated rows."""
-    return [row[name] for row in rows for name in _DAILY_COLUMNS]
+def _stored_chunk(chunk: list[dict[str, Any]]) -> list[int]:
+    found = stored_batch(Trade, chunk)
+    if found is None:
+        raise DatabaseError(
+            "trades: a batch with this request_id was stored with other rows "
+            "(a repeat must send the same rows)"
+        )
+    return found
 
 
 def _trades_query(where: pw.Node | None, order: tuple[pw.Node, ...], limit: bool = False) -> Rows:
@@ -219,55 +149,60 @@ class TradesMixin(ManagerBase):
         *,
         request_id: str | None = None,
     ) -> int:
-        """Insert one closed trade and fold it into its daily performance row, atomically.
+        """Insert one closed trade: one statement, no shared row touched.
 
         `pnl_percent` is derived from the prices when not given. A duplicate `order_id` in the
-        same session raises DuplicateError and writes nothing. Trades without a session do not
-        update a daily row (see `daily_rows`). Exactly once per `request_id`: a repeat returns
-        the first call's id and counts nothing twice (retried by the manager itself).
+        same session raises DuplicateError and writes nothing. Exactly once per `request_id`: a
+        repeat returns the first call's id and writes nothing (retried by the manager itself).
         """
         args = locals()  # every parameter by name: the keys log_trades rows use (TRADE_ARGUMENTS)
         row = clean_trade(args, self._session(session_id))
         row["request_id"] = request_id_of(request_id)
-        daily = daily_rows([row])
-        if not daily:
-            return self._run_statement(lambda: insert_row(Trade, row))
-        return insert_with_upsert(Trade, row, _daily_after_trade, daily_values(daily), key="daily")
+        return self._run_statement(lambda: insert_row(Trade, row))
 
     def log_trades(
         self, rows: Iterable[Mapping[str, Any]], *, request_id: str | None = None
     ) -> list[int]:
-        """Insert many trades in one transaction; every row is validated before anything is written.
+        """Insert many trades in one transaction (all or none); the new ids in input order.
 
-        A bad row raises ValidationError naming `rows[i].field`. Rows are inserted in batches of
-        1,000 and the daily performance rows get one aggregated upsert per (day, session).
-        Exactly once per `request_id` (at most 88 characters: row i stores it as `<id>#<i>`): a
-        repeat returns the first call's ids and writes nothing (retried by the manager itself).
+        `rows` may be any iterable, a generator included: it is read, validated and sent in
+        chunks of 5,000 (COPY on PostgreSQL), so memory stays bounded and no single statement
+        grows with it. A bad row raises ValidationError naming `rows[i].field`; nothing is
+        written. Exactly once per `request_id` (at most 88 characters: row i stores it as
+        `<id>#<i>`): a repeat returns the first call's ids and writes nothing. A list or tuple
+        is retried by the manager itself after a lost connection; an iterator cannot be read
+        twice, so then DatabaseUnavailable reaches the caller, who may call again with the same
+        rows and request_id.
         """
         batch_id = request_id_of(request_id, max_length=BATCH_REQUEST_ID_LENGTH)
-        cleaned = [self._clean_trade_row(index, row) for index, row in enumerate(rows)]
-        if not cleaned:
+        rereadable = isinstance(rows, Sequence)
+
+        def cleaned(source: Iterable[Mapping[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+            index = 0
+            for chunk in bulk.chunks(source, bulk.CHUNK_ROWS):
+                out = []
+                for row in chunk:
+                    clean = self._clean_trade_row(index, row)
+                    clean["request_id"] = f"{batch_id}#{index}"
+                    out.append(clean)
+                    index += 1
+                yield out
+
+        chunks = cleaned(rows)
+        first = next(chunks, None)  # validated before any round trip
+        if first is None:
             return []
-        for index, row in enumerate(cleaned):
-            row["request_id"] = f"{batch_id}#{index}"
-        daily = daily_rows(cleaned)
+        attempts = 0
 
         def work() -> list[int]:
-            stored = stored_batch(Trade, cleaned)
-            if stored is not None:
-                return stored
-            ids: list[int] = []
-            for start in range(0, len(cleaned), BATCH_SIZE):
-                batch = cleaned[start : start + BATCH_SIZE]
-                ids.extend(insert_rows(Trade, batch))
-            for start in range(0, len(daily), BATCH_SIZE):
-                batch = daily[start : start + BATCH_SIZE]
-                count = len(batch)
-                upsert = shape(("daily", count), partial(_daily_statement, count))
-                upsert.execute(daily_values(batch))
-            return ids
+            nonlocal attempts
+            attempts += 1
+            stream = itertools.chain([first], chunks) if attempts == 1 else cleaned(rows)
+            if stored_batch(Trade, first) is not None:  # a repeat: the stored ids, all of them
+                return [found for chunk in stream for found in _stored_chunk(chunk)]
+            return bulk.insert_stream(Trade, stream)
 
-        return self._run_transaction(work)
+        return connection.run(work, transaction=True, idempotent=True, retry=rereadable)
 
     def _clean_trade_row(self, index: int, row: Any) -> dict[str, Any]:
         if not isinstance(row, Mapping):
@@ -298,12 +233,3 @@ class TradesMixin(ManagerBase):
         since = validate.timestamp("start", start)
         params = {**self._session_filter(session_id), "symbol": name, "start": since}
         return self._dashboard_read(lambda: _BY_SYMBOL["session" in params].fetch(params))
-
-
-def _daily_statement(rows: int) -> Statement:
-    return Statement(lambda: daily_upsert(rows))
-
-
-def _daily_after_trade(first_slot: int, after: pw.CTE | None) -> pw.Node:
-    """log_trade's daily upsert: one row, run only when the trade was new (see insert_query)."""
-    return daily_upsert(1, first_slot, after)

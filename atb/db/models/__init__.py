@@ -10,6 +10,7 @@ from atb.db.models.events import (
 )
 from atb.db.models.market import CorrelationMatrix, MarketSession, PortfolioExposure
 from atb.db.models.predictions import PredictionCache, PredictionPerformance
+from atb.db.models.rollups import MetricRollup
 from atb.db.models.strategies import (
     OptimizationCycle,
     StrategyExecution,
@@ -43,6 +44,7 @@ ALL_MODELS = (
     PartialTrade,
     Trade,
     StrategyExecution,
+    MetricRollup,
 )
 
 MODELS_BY_TABLE = {model._meta.table_name: model for model in ALL_MODELS}
@@ -56,6 +58,7 @@ __all__ = [
     "CorrelationMatrix",
     "DynamicPerformanceMetrics",
     "MarketSession",
+    "MetricRollup",
     "OptimizationCycle",
     "Order",
     "PartialTrade",
