@@ -1,6 +1,7 @@
 """Measure DatabaseManager against the raw driver on PostgreSQL (a measurement, not a test).
 
     python scripts/bench_manager.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--calls 2000]
+        [--threads 16] [--thread-calls 300] [--scale 5000000]
 
 Creates a scratch database on the server, migrates it, and times, per call:
 - every single-row write (log_trade, log_position, update_position, close_position, create_order,
@@ -17,8 +18,11 @@ Creates a scratch database on the server, migrates it, and times, per call:
   session with exactly 1,000 trades and 1,000 snapshots (each beside psycopg2 running the same
   SELECTs, for reference), and the all-time get_performance_metrics() against one hand-written
   SQL aggregate computing the same figures (the figures are checked to agree).
-Prints one table with each figure's target and PASS/MISS. The scratch database is dropped at the
-end. Without --url or TEST_DATABASE_URL the embedded local server is used.
+- `--threads N` (default 16): log_trade from N threads against raw psycopg2, a connection each;
+- `--scale N`: N trades over 100 sessions, 8 symbols and a year in a second scratch database,
+  the metrics and trade reads timed at that size (scripts/bench_scale.py).
+Prints one table with each figure's target and PASS/MISS. The scratch databases are dropped at
+the end. Without --url or TEST_DATABASE_URL the embedded local server is used.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import math
 import os
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -50,6 +55,9 @@ from atb.db.migrate import apply_pending_migrations  # noqa: E402
 from atb.db.settings import redact_url  # noqa: E402
 from atb.testing import create_scratch_database, drop_database, settings_for_tests  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_scale  # noqa: E402
+
 UTC = dt.UTC
 D = decimal.Decimal
 BULK_ROWS = 20_000
@@ -68,22 +76,6 @@ TRADE_COLUMNS = (
 )
 TRADE_INSERT = f"INSERT INTO trades ({TRADE_COLUMNS}) VALUES %s RETURNING id"
 TRADE_INSERT_ONE = TRADE_INSERT.replace("%s", "(" + ", ".join(["%s"] * 31) + ")")
-DAILY_UPSERT = """
-INSERT INTO performance_metrics (period, period_start, period_end, session_id, total_trades,
-    winning_trades, losing_trades, win_rate, total_return, best_trade_pnl, worst_trade_pnl,
-    updated_at)
-VALUES ('daily', %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (period, period_start, session_id) DO UPDATE SET
-    total_trades = performance_metrics.total_trades + EXCLUDED.total_trades,
-    winning_trades = performance_metrics.winning_trades + EXCLUDED.winning_trades,
-    losing_trades = performance_metrics.losing_trades + EXCLUDED.losing_trades,
-    win_rate = 100.0 * (performance_metrics.winning_trades + EXCLUDED.winning_trades)
-        / (performance_metrics.total_trades + EXCLUDED.total_trades),
-    total_return = performance_metrics.total_return + EXCLUDED.total_return,
-    best_trade_pnl = GREATEST(performance_metrics.best_trade_pnl, EXCLUDED.best_trade_pnl),
-    worst_trade_pnl = LEAST(performance_metrics.worst_trade_pnl, EXCLUDED.worst_trade_pnl),
-    updated_at = EXCLUDED.updated_at
-"""
 POSITION_INSERT = """
 INSERT INTO positions (symbol, side, status, entry_price, size, quantity, original_size,
     current_size, stop_loss, take_profit, strategy_name, entry_time, exchange, session_id,
@@ -159,7 +151,6 @@ ORDERS_OF = "SELECT * FROM orders WHERE position_id = ANY(%s) ORDER BY position_
 # 1.1x raw psycopg2 sending atb's own SQL in autocommit (both limits must hold).
 SINGLE_ROW_LIMITS = (1.0, 1.1)
 TARGETS = {
-    "log_trades 20k vs execute_values": ("ratio", 2.0),
     "get_recent_trades(50)": ("ms", 2.0), "get_active_positions()": ("ms", 5.0),
     "get_performance_metrics(session)": ("ms", 5.0),
     "get_performance_metrics() all-time": ("ratio", 1.5),
@@ -171,27 +162,87 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("TEST_DATABASE_URL"))
     parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="log_trade from this many threads (0: skip); the pool is sized to it",
+    )
+    parser.add_argument("--thread-calls", type=int, default=300, help="log_trade calls per thread")
+    parser.add_argument("--scale", type=int, default=0, metavar="N",
+                        help="also build N trades (and N/4 snapshots) and time the reads at that"
+                             " size (0: skip; 5000000 takes minutes)")  # fmt: skip
+    parser.add_argument(
+        "--bulk-rows",
+        type=int,
+        default=BULK_ROWS,
+        help="rows of the log_trades figure (the target is set at 1000000)",
+    )
+    parser.add_argument("--bulk-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bulk_child:
+        url, session_id, rows_count = args.bulk_child
+        _bulk_child(url, int(session_id), int(rows_count))
+        return 0
     server_url = args.url or _local_server_url()
-    url = create_scratch_database(server_url, "atb_bench")
-    print(f"scratch database {redact_url(url)}; {args.calls} calls per single-row figure")
+    if args.calls > 0:
+        _in_scratch(server_url, "atb_bench", max(10, args.threads),
+                    lambda manager, settings: _run(manager, settings, args))  # fmt: skip
+    if args.scale > 0:
+        _in_scratch(server_url, "atb_scale", 10,
+                    lambda manager, settings: _run_scale(manager, settings, args.scale))  # fmt: skip
+    return 0
+
+
+def _in_scratch(server_url: str, prefix: str, pool_size: int,
+                work: Callable[[Any, Any], None]) -> None:  # fmt: skip
+    """Run `work(manager, settings)` on a migrated scratch database, dropped afterwards."""
+    url = create_scratch_database(server_url, prefix)
+    print(f"scratch database {redact_url(url)}")
     try:
-        settings = settings_for_tests(url)
-        db = connection.connect(settings=settings)
+        settings = settings_for_tests(url, pool_size=pool_size)
+        db = connection.connect(settings=settings, replace=True)
         apply_pending_migrations(db=db)
-        manager = _manager(db)
-        raw = psycopg2.connect(**_raw_params(settings))
-        auto = psycopg2.connect(**_raw_params(settings))
-        auto.autocommit = True
-        try:
-            _run(manager, raw, auto, args.calls)
-        finally:
-            raw.close()
-            auto.close()
+        work(_manager(db), settings)
     finally:
         connection.disconnect()
         drop_database(server_url, url)
-    return 0
+
+
+def _run_scale(manager: Any, settings: Any, trades: int) -> None:
+    raw = psycopg2.connect(**_raw_params(settings))
+    try:
+        started = time.perf_counter()
+        sessions = bench_scale.build(raw, trades, TRADE_COLUMNS, SNAPSHOT_COLUMNS)
+        print(f"\nscale: {trades:,} trades and {trades // 4:,} snapshots over"
+              f" {bench_scale.SESSIONS} sessions, {len(bench_scale.SYMBOLS)} symbols and a year,"
+              f" plus {bench_scale.TODAY_TRADES:,} of each today; built in"
+              f" {time.perf_counter() - started:.0f} s (COPY)")  # fmt: skip
+        rows = bench_scale.scale_section(manager, sessions)
+    finally:
+        raw.close()
+    print(f"{'figure':<60}{'manager':>9}{'full scan':>11}  {'target':<9}result")
+    for label, ours, scan, target in rows:
+        scan_text = "-" if scan is None else f"{scan:.1f}"
+        print(f"{label:<60}{ours:>9.2f}{scan_text:>11}  {target:<9}"
+              f"{bench_scale.verdict(ours, target)}")  # fmt: skip
+    print("metrics: equal to the full-scan aggregate exactly (checked); full scan = the same"
+          f" figures aggregated over every row, one run; medians of {bench_scale.SCALE_SAMPLES}"
+          " calls.")  # fmt: skip
+
+
+def _run_threads(manager: Any, settings: Any, threads: int, per_thread: int) -> None:
+    session_id = manager.create_trading_session("threads", "BTCUSDT", "1h", "paper", 10_000)
+    ours, theirs = bench_scale.threads_section(
+        manager, _raw_params(settings), threads, per_thread, session_id, _trade_args,
+        _raw_log_trade,
+    )  # fmt: skip
+    ratio = ours / theirs
+    verdict = "PASS" if ratio >= bench_scale.THREADS_RATIO else "MISS"
+    print(f"\nlog_trade from {threads} threads (pool {settings.pool_size}), {per_thread} calls"
+          f" each, one session: manager {ours:,.0f}/s, raw psycopg2 (a connection per thread)"
+          f" {theirs:,.0f}/s, ratio {ratio:.2f} (target >= {bench_scale.THREADS_RATIO:g}x)"
+          f" {verdict}")  # fmt: skip
 
 
 def _local_server_url() -> str:
@@ -372,17 +423,9 @@ def _trade_tuple(args: dict[str, Any]) -> tuple:
 
 
 def _raw_log_trade(raw: Any, args: dict[str, Any]) -> int:
-    day = args["exit_time"].replace(hour=0, minute=0, second=0, microsecond=0)
-    pnl = args["pnl"]
     with raw.cursor() as cur:
         cur.execute(TRADE_INSERT_ONE, _trade_tuple(args))
         trade_id = cur.fetchone()[0]
-        win = 1 if pnl > 0 else 0
-        cur.execute(
-            DAILY_UPSERT,
-            (day, day + dt.timedelta(days=1), args["session_id"], win, 1 if pnl < 0 else 0,
-             100 * win, pnl, pnl, pnl, dt.datetime.now(UTC)),
-        )  # fmt: skip
     raw.commit()
     return trade_id
 
@@ -583,22 +626,51 @@ def _working_orders(raw: Any, positions: list[int], count: int, session_id: int)
     return [row[0] for row in ids]
 
 
-def _bulk(manager: Any, raw: Any, session_id: int) -> list[tuple]:
-    rows = [_trade_args(i, session_id) for i in range(BULK_ROWS)]
-    started = time.perf_counter()
-    manager.log_trades(rows)
-    ours = time.perf_counter() - started
+def _bulk(url: str, raw: Any, session_id: int, rows_count: int) -> list[tuple]:
+    """log_trades of `rows_count` rows given as a generator, in a child process (so its peak
+    memory is its own), against execute_values and COPY of the same rows from this one."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--bulk-child", url, str(session_id), str(rows_count)],
+        capture_output=True, text=True, check=True, timeout=3600,
+    )  # fmt: skip
+    measured = json.loads(child.stdout.strip().splitlines()[-1])
+    ours, growth_mb = measured["seconds"], measured["rss_growth_mb"]
+    rows = (_trade_args(i, session_id) for i in range(rows_count))
     tuples = [_trade_tuple({**row, "order_id": uuid.uuid4().hex}) for row in rows]
     started = time.perf_counter()
     with raw.cursor() as cur:
         psycopg2.extras.execute_values(cur, TRADE_INSERT, tuples, page_size=1000, fetch=True)
     raw.commit()
     values = time.perf_counter() - started
+    tuples = [_trade_tuple({**_trade_args(i, session_id), "order_id": uuid.uuid4().hex})
+              for i in range(rows_count)]  # fmt: skip
     started = time.perf_counter()
-    _copy_trades(raw, [_trade_tuple({**row, "order_id": uuid.uuid4().hex}) for row in rows])
+    _copy_trades(raw, tuples)
     copy = time.perf_counter() - started
-    return [("log_trades 20k vs execute_values", ours * 1e3, values * 1e3),
-            ("log_trades 20k vs COPY", ours * 1e3, copy * 1e3)]  # fmt: skip
+    del tuples
+    label = f"log_trades {rows_count:,} (generator)"
+    figures = [(f"{label} vs execute_values", ours * 1e3, values * 1e3, ("ratio", 1.0)),
+               (f"{label} vs COPY", ours * 1e3, copy * 1e3, ("ratio", 1 / 0.8)),
+               (f"{label}: peak memory growth, MB", growth_mb, None, ("MB", 100.0))]  # fmt: skip
+    for name, _ours, _theirs, target in figures:
+        TARGETS[name] = target
+    return [figure[:3] for figure in figures]
+
+
+def _bulk_child(url: str, session_id: int, rows_count: int) -> None:
+    """In a fresh process: log_trades of a generator; prints seconds and peak RSS growth."""
+    import resource
+
+    db = connection.connect(settings=settings_for_tests(url), replace=True)
+    manager = _manager(db)
+    manager.log_trades([_trade_args(0, session_id)])  # warm: imports, connection, statements
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    ids = manager.log_trades(_trade_args(i, session_id) for i in range(rows_count))
+    seconds = time.perf_counter() - started
+    growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert len(ids) == rows_count
+    print(json.dumps({"seconds": seconds, "rss_growth_mb": growth}))
 
 
 def _copy_trades(raw: Any, tuples: list[tuple]) -> None:
@@ -753,11 +825,26 @@ def _verdict(name: str, ours: float, theirs: float | None) -> tuple[str, str]:
         return "info", "-"
     kind, limit = TARGETS[name]
     if kind == "ratio":
-        return f"<= {limit:g}x", "PASS" if theirs and ours / theirs <= limit else "MISS"
-    return f"< {limit:g} ms", "PASS" if ours < limit else "MISS"
+        return f"<= {limit:.3g}x", "PASS" if theirs and ours / theirs <= limit else "MISS"
+    return f"< {limit:g} {kind}", "PASS" if ours < limit else "MISS"
 
 
-def _run(manager: Any, raw: Any, auto: Any, calls: int) -> None:
+def _run(manager: Any, settings: Any, args: Any) -> None:
+    raw = psycopg2.connect(**_raw_params(settings))
+    auto = psycopg2.connect(**_raw_params(settings))
+    auto.autocommit = True
+    try:
+        _run_single_bulk_reads(manager, raw, auto, args.calls, settings.url, args.bulk_rows)
+    finally:
+        raw.close()
+        auto.close()
+    if args.threads > 0:
+        _run_threads(manager, settings, args.threads, args.thread_calls)
+
+
+def _run_single_bulk_reads(
+    manager: Any, raw: Any, auto: Any, calls: int, url: str, bulk_rows: int
+) -> None:
     with raw.cursor() as cur:
         cur.execute("SHOW server_version")
         print(f"PostgreSQL {cur.fetchone()[0]}")
@@ -785,9 +872,10 @@ def _run(manager: Any, raw: Any, auto: Any, calls: int) -> None:
         "\ntrips: round trips per call (statements through execute_sql as the tests count them,"
         " plus BEGIN and COMMIT)."
     )
-    bulk = _bulk(manager, raw, session_id)
+    bulk = _bulk(url, raw, session_id, bulk_rows)
     reads = _reads(manager, raw, session_id)
-    rows = [(f"{name} (ms)", name, ours, theirs) for name, ours, theirs in bulk]
+    rows = [(name if "MB" in name else f"{name} (ms)", name, ours, theirs)
+            for name, ours, theirs in bulk]  # fmt: skip
     rows += [(f"{name} (median ms)", name, ours, theirs) for name, ours, theirs in reads]
     print(f"\n{'figure':<48}{'manager':>9}{'raw':>9}{'ratio':>7}  {'target':<9}result")
     for label, name, ours, theirs in rows:
