@@ -21,6 +21,11 @@ from atb.db import fields
 # One plpgsql function per table (plpgsql caches its plans; a SQL function would be planned on
 # every call): one index probe for the last rolled-up day, then only rows on or before it mark
 # their day stale. Measured: about 20 µs per INSERT statement.
+MARK_STALE = """
+        INSERT INTO metric_rollups AS r (day, session_key, stale)
+        SELECT DISTINCT date_trunc('day', {column}, 'UTC'), -1, true
+        FROM {rows} WHERE {column} < covered_until
+        ON CONFLICT (session_key, day) DO UPDATE SET stale = true WHERE NOT r.stale;"""
 CHANGED = """
 CREATE FUNCTION atb_{table}_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
@@ -31,17 +36,9 @@ BEGIN
     IF covered_until IS NULL THEN
         RETURN NULL;
     END IF;
-    IF TG_OP <> 'DELETE' THEN
-        INSERT INTO metric_rollups AS r (day, session_key, stale)
-        SELECT DISTINCT date_trunc('day', {column}, 'UTC'), -1, true
-        FROM new_rows WHERE {column} < covered_until
-        ON CONFLICT (session_key, day) DO UPDATE SET stale = true WHERE NOT r.stale;
+    IF TG_OP <> 'DELETE' THEN{mark_new}
     END IF;
-    IF TG_OP <> 'INSERT' THEN
-        INSERT INTO metric_rollups AS r (day, session_key, stale)
-        SELECT DISTINCT date_trunc('day', {column}, 'UTC'), -1, true
-        FROM old_rows WHERE {column} < covered_until
-        ON CONFLICT (session_key, day) DO UPDATE SET stale = true WHERE NOT r.stale;
+    IF TG_OP <> 'INSERT' THEN{mark_old}
     END IF;
     RETURN NULL;
 END
@@ -109,7 +106,11 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
 
     statements = []
     for table, column in WATCHED.items():
-        statements.append(CHANGED.format(table=table, column=column))
+        marks = {
+            f"mark_{age}": MARK_STALE.format(column=column, rows=f"{age}_rows")
+            for age in ("new", "old")
+        }
+        statements.append(CHANGED.format(table=table, **marks))
         for event, transition in TRANSITIONS.items():
             statements.append(
                 f"CREATE TRIGGER {table}_rollups_{event} AFTER {event.upper()} ON {table} "
