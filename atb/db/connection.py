@@ -302,12 +302,14 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         with _exception_wrapper, _watchdog.guard(self._thread_connection()):
             self.cursor().execute(f"{stmt}; {self._transaction_sql}")
 
-    def copy_from(self, sql: str, source: Any) -> None:
+    def copy_from(self, sql: str, source: Any, conn: Any = None) -> None:
         """Run `COPY ... FROM STDIN` reading the file-like `source`: one round trip under the
         call time bound, its errors mapped as every statement's (run it in a transaction, so
-        the timeouts set at BEGIN apply)."""
-        with _exception_wrapper, _watchdog.guard(self._thread_connection()):
-            self.cursor().copy_expert(sql, source)
+        the timeouts set at BEGIN apply). `conn`: another thread's connection, for a helper
+        thread that copies while its owner does not use it (atb/db/manage/bulk.py)."""
+        conn = conn if conn is not None else self._thread_connection()
+        with _exception_wrapper, _watchdog.guard(conn):
+            conn.cursor().copy_expert(sql, source)
 
     def execute_sql(self, sql, params=None):
         if self._transaction_sql and not self.in_transaction():

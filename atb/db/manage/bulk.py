@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
@@ -40,37 +41,78 @@ def insert_stream(
     model: type[pw.Model], chunked_rows: Iterable[Sequence[Mapping[str, Any]]]
 ) -> list[int]:
     """Insert every row (dicts keyed by field name, all with the keys of the first one, values
-    in column form as validate.py gives them); the new ids in input order."""
+    in column form as validate.py gives them); the new ids in input order.
+
+    On PostgreSQL one COPY at a time runs in a helper thread on this call's connection while
+    this thread validates and spells out the next chunk (pulling `chunked_rows` is what
+    validates it), so the server's work and Python's overlap; this thread touches the
+    connection only between two COPYs."""
+    if not connection.is_postgres():
+        ids: list[int] = []
+        for chunk in chunked_rows:
+            for start in range(0, len(chunk), SQLITE_BATCH):
+                ids.extend(insert_rows(model, chunk[start : start + SQLITE_BATCH]))
+        return ids
+    db = connection.bound_database()
+    copier = _Copier(db)
+    try:
+        return _copy_stream(db, copier, model, chunked_rows)
+    finally:
+        copier.wait(raise_error=False)  # never leave a COPY running on the connection
+
+
+def _copy_stream(
+    db: pw.Database, copier: _Copier, model: type[pw.Model],
+    chunked_rows: Iterable[Sequence[Mapping[str, Any]]],
+) -> list[int]:  # fmt: skip
     ids: list[int] = []
-    postgres = connection.is_postgres()
+    table = model._meta.table_name
     for chunk in chunked_rows:
         if not chunk:
             continue
-        if postgres:
-            ids.extend(_copy_chunk(model, tuple(chunk[0]), chunk))
-        else:
-            for start in range(0, len(chunk), SQLITE_BATCH):
-                ids.extend(insert_rows(model, chunk[start : start + SQLITE_BATCH]))
+        names = tuple(chunk[0])
+        writers = _text_writers(model, names)
+        lines = [
+            "\t".join([write(row[name]) for name, write in zip(names, writers, strict=True)])
+            for row in chunk
+        ]
+        copier.wait()  # the previous chunk is in: the connection is ours again
+        connection.renew_call_bound()
+        new_ids = [row[0] for row in db.execute_sql(_NEXT_IDS, (table, len(chunk))).fetchall()]
+        text = "".join(f"{new_id}\t{line}\n" for new_id, line in zip(new_ids, lines, strict=True))
+        copier.start(_copy_sql(model, names), text)
+        ids.extend(new_ids)
+    copier.wait()
+    connection.renew_call_bound()  # for the COMMIT that follows
     return ids
 
 
-def _copy_chunk(
-    model: type[pw.Model], names: tuple[str, ...], chunk: Sequence[Mapping[str, Any]]
-) -> list[int]:
-    db = connection.bound_database()
-    table = model._meta.table_name
-    connection.renew_call_bound()
-    ids = [row[0] for row in db.execute_sql(_NEXT_IDS, (table, len(chunk))).fetchall()]
-    writers = _text_writers(model, names)
-    lines = []
-    for new_id, row in zip(ids, chunk, strict=True):
-        cells = [str(new_id)]
-        cells.extend(write(row[name]) for name, write in zip(names, writers, strict=True))
-        lines.append("\t".join(cells))
-    lines.append("")
-    connection.renew_call_bound()
-    db.copy_from(_copy_sql(model, names), io.StringIO("\n".join(lines)))  # type: ignore[attr-defined]
-    return ids
+class _Copier:
+    """Runs one COPY at a time in a helper thread on the calling thread's connection."""
+
+    def __init__(self, db: pw.Database):
+        self._db = db
+        self._conn = db.connection()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, sql: str, text: str) -> None:
+        def run() -> None:
+            try:  # the helper thread's round trip gets the default call bound from now
+                self._db.copy_from(sql, io.StringIO(text), conn=self._conn)  # type: ignore[attr-defined]
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name="atb-db-copy", daemon=True)
+        self._thread.start()
+
+    def wait(self, *, raise_error: bool = True) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_error:
+            raise error
 
 
 _NEXT_IDS = (
