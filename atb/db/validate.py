@@ -13,7 +13,6 @@ import math
 import numbers
 import re
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any, Literal, TypeVar, overload
 
 import peewee as pw
@@ -451,8 +450,9 @@ def column_check(field: pw.Field, *, name: str | None = None, **rules: Any) -> C
     optional = rules.pop("optional", field.null)
     check: Callable[..., Any]
     if isinstance(field, EnumField):
-        rules.setdefault("aliases", _ENUM_ALIASES.get(field.enum_class))
-        return partial(_enum_check, label, field.enum_class, optional, rules)
+        enum_class = field.enum_class
+        rules.setdefault("aliases", _ENUM_ALIASES.get(enum_class))
+        return lambda value: enum_value(label, value, enum_class, optional=optional, **rules)
     if isinstance(field, MoneyField):
         check = money
     elif isinstance(field, JsonField):
@@ -472,12 +472,6 @@ def column_check(field: pw.Field, *, name: str | None = None, **rules: Any) -> C
     else:
         raise TypeError(f"no validation for {type(field).__name__} {field.name}")
     return lambda value: check(label, value, optional=optional, **rules)
-
-
-def _enum_check(
-    label: str, enum_class: type[enum.Enum], optional: bool, rules: dict[str, Any], value: Any
-) -> Any:
-    return enum_value(label, value, enum_class, optional=optional, **rules)
 
 
 def clean(

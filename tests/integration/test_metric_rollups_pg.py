@@ -126,7 +126,7 @@ def test_a_backfill_marks_only_its_day_stale_and_a_refresh_rolls_it_up(manager, 
     assert not stale.exists()  # the read found the day due and rolled it up again
     (row,) = MetricRollup.select().where(
         (MetricRollup.session_key == session)
-        & (MetricRollup.day == FIRST_DAY.replace() + dt.timedelta(days=2))
+        & (MetricRollup.day == FIRST_DAY + dt.timedelta(days=2))
     )
     assert (row.total_trades, row.total_pnl) == (1, D(-2))
 

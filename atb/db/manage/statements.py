@@ -307,12 +307,16 @@ def stored_ids(model: type[pw.Model], request_ids: Sequence[str]) -> list[int | 
 BATCH_REQUEST_ID_LENGTH = REQUEST_ID_LENGTH - 12
 
 
-def stored_batch(model: type[pw.Model], rows: Sequence[Mapping[str, Any]]) -> list[int] | None:
+def stored_batch(
+    model: type[pw.Model], rows: Sequence[Mapping[str, Any]], *, known_repeat: bool = False
+) -> list[int] | None:
     """The ids of a batch an earlier call with the same request id wrote, None when it is new.
 
     A batch is written in one transaction, so its first row's request id tells for all of them.
+    `known_repeat`: these rows continue a batch already found stored (a later chunk of a
+    stream), so every one of them must be stored too.
     """
-    if _find_stored(model, rows[0]["request_id"]) is None:
+    if not known_repeat and _find_stored(model, rows[0]["request_id"]) is None:
         return None
     ids = stored_ids(model, [row["request_id"] for row in rows])
     if any(found is None for found in ids):

@@ -14,7 +14,7 @@ import peewee as pw
 
 from .. import connection, validate
 from ..enums import PositionSide, TradeSource
-from ..errors import DatabaseError, ValidationError
+from ..errors import ValidationError
 from ..models import Trade
 from . import bulk
 from .base import ManagerBase, request_id_of
@@ -82,16 +82,6 @@ def clean_trade(args: Mapping[str, Any], session_id: int | None) -> dict[str, An
         session=session_id,
     )
     return row
-
-
-def _stored_chunk(chunk: list[dict[str, Any]]) -> list[int]:
-    found = stored_batch(Trade, chunk)
-    if found is None:
-        raise DatabaseError(
-            "trades: a batch with this request_id was stored with other rows "
-            "(a repeat must send the same rows)"
-        )
-    return found
 
 
 def _trades_query(where: pw.Node | None, order: tuple[pw.Node, ...], limit: bool = False) -> Rows:
@@ -195,12 +185,17 @@ class TradesMixin(ManagerBase):
         attempts = 0
 
         def work() -> list[int]:
-            nonlocal attempts
+            nonlocal attempts, chunks
             attempts += 1
-            stream = itertools.chain([first], chunks) if attempts == 1 else cleaned(rows)
-            if stored_batch(Trade, first) is not None:  # a repeat: the stored ids, all of them
-                return [found for chunk in stream for found in _stored_chunk(chunk)]
-            return bulk.insert_stream(Trade, stream)
+            if attempts > 1:  # a retry (rows is a list or tuple): read them again from the start
+                chunks = cleaned(rows)
+                next(chunks)
+            stored = stored_batch(Trade, first)
+            if stored is None:
+                return bulk.insert_stream(Trade, itertools.chain([first], chunks))
+            for chunk in chunks:  # a repeat: the stored ids, all of them
+                stored += stored_batch(Trade, chunk, known_repeat=True) or []
+            return stored
 
         return connection.run(work, transaction=True, idempotent=True, retry=rereadable)
 
