@@ -15,6 +15,8 @@ from atb.db.manage.sqlscan import check_read_only, scan
         'SELECT 1 AS ";"',
         "SELECT $$;$$",
         "SELECT $tag$ ; $$ ; $tag$",
+        "SELECT $é_1$ ; $é_1$",
+        "SELECT $\U0001f600$ ; COMMIT ; $\U0001f600$",  # any non-ASCII character, astral ones too
         "SELECT 1 -- ; DROP TABLE x\n",
         "SELECT 1 /* ; /* nested ; */ ; */",
         "SELECT 1;",
