@@ -18,6 +18,8 @@ Creates a scratch database on the server, migrates it, and times, per call:
   session with exactly 1,000 trades and 1,000 snapshots (each beside psycopg2 running the same
   SELECTs, for reference), and the all-time get_performance_metrics() against one hand-written
   SQL aggregate computing the same figures (the figures are checked to agree).
+- startup and pool (scripts/bench_startup.py): the import time, the statements of a call after
+  an idle minute's worth of pool idleness, checkout cost, CPU burnt waiting for a full pool;
 - `--threads N` (default 16): log_trade from N threads against raw psycopg2, a connection each;
 - `--scale N`: N trades over 100 sessions, 8 symbols and a year in a second scratch database,
   the metrics and trade reads timed at that size (scripts/bench_scale.py).
@@ -57,6 +59,7 @@ from atb.testing import create_scratch_database, drop_database, settings_for_tes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_scale  # noqa: E402
+import bench_startup  # noqa: E402
 
 UTC = dt.UTC
 D = decimal.Decimal
@@ -229,6 +232,17 @@ def _run_scale(manager: Any, settings: Any, trades: int) -> None:
     print("metrics: equal to the full-scan aggregate exactly (checked); full scan = the same"
           f" figures aggregated over every row, one run; medians of {bench_scale.SCALE_SAMPLES}"
           " calls.")  # fmt: skip
+
+
+def _run_startup(manager: Any) -> None:
+    rows = bench_startup.startup_section(manager, manager.database)
+    print(f"\n{'startup and pool':<60}{'manager':>9}{'reference':>11}  {'target':<9}result")
+    for label, ours, reference, target, verdict in rows:
+        reference_text = "-" if reference is None else f"{reference:.2f}"
+        print(f"{label:<60}{ours:>9.2f}{reference_text:>11}  {target:<9}{verdict}")
+    print("import: fresh interpreters, bytecode compiled; reference = peewee + psycopg2 alone."
+          "\nidle: statements through any cursor (a checkout ping included); reference = the same"
+          " call right after another.")  # fmt: skip
 
 
 def _run_threads(manager: Any, settings: Any, threads: int, per_thread: int) -> None:
@@ -830,6 +844,7 @@ def _verdict(name: str, ours: float, theirs: float | None) -> tuple[str, str]:
 
 
 def _run(manager: Any, settings: Any, args: Any) -> None:
+    _run_startup(manager)
     raw = psycopg2.connect(**_raw_params(settings))
     auto = psycopg2.connect(**_raw_params(settings))
     auto.autocommit = True

@@ -247,45 +247,61 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         self._ping_after = ping_after
         self._returned_at: dict[int, float] = {}
         self._transaction_sql = transaction_sql
-        self._waiters: deque[object] = deque()
+        self._waiters: deque[threading.Condition] = deque()
         self._not_reusable: set[int] = set()
         self._reserved = 0
         super().__init__(*args, **kwargs)
 
     def connect(self, reuse_if_open=False):
-        """Check out a connection, queueing first-come first-served on the pool's condition.
+        """Check out a connection, queueing first-come first-served for a free slot.
 
         Peewee's loop lets a newcomer take the connection a woken waiter was notified for, so
-        under contention most attempts fail and retry. Here a caller passes the gate only when a
-        slot is free and it is first in line; the slot stays reserved until its checkout is done.
+        under contention most attempts fail and retry. Here a caller passes only when a slot is
+        free and nobody queued before it; the slot stays reserved until its checkout is done.
+        Each waiter sleeps on its own condition and only the head of the queue is woken when a
+        slot frees up: no herd of waiters waking to find they are not first.
         """
         if not self.is_closed() or not self._max_connections:
             return super().connect(reuse_if_open)
-        deadline = time.monotonic() + (self._wait_timeout or float("inf"))
-        ticket = object()
-        with self._pool_available:
-            self._waiters.append(ticket)
-            try:
-                while (
-                    self._waiters[0] is not ticket
-                    or len(self._in_use) + self._reserved >= self._max_connections
-                ):
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise MaxConnectionsExceeded(
-                            "Max connections exceeded, timed out attempting to connect."
-                        )
-                    self._pool_available.wait(remaining)
-                self._reserved += 1
-            finally:
-                self._waiters.remove(ticket)
-                self._pool_available.notify_all()
+        with self._pool_lock:
+            if self._waiters or not self._slot_free():
+                self._wait_for_slot()
+            self._reserved += 1
         try:
             return super(PooledDatabase, self).connect(reuse_if_open)  # skip peewee's retry loop
         finally:
-            with self._pool_available:
+            with self._pool_lock:
                 self._reserved -= 1
-                self._pool_available.notify_all()
+                self._wake_first_waiter()
+
+    def _slot_free(self) -> bool:
+        return len(self._in_use) + self._reserved < self._max_connections
+
+    def _wait_for_slot(self) -> None:
+        """Queue until first in line with a free slot (the pool lock is held), or time out."""
+        deadline = time.monotonic() + (self._wait_timeout or float("inf"))
+        turn = threading.Condition(self._pool_lock)
+        self._waiters.append(turn)
+        try:
+            while self._waiters[0] is not turn or not self._slot_free():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise MaxConnectionsExceeded(
+                        "Max connections exceeded, timed out attempting to connect."
+                    )
+                turn.wait(remaining)
+        finally:
+            self._waiters.remove(turn)
+            self._wake_first_waiter()  # the next in line may have a free slot too
+
+    def _wake_first_waiter(self) -> None:
+        """Wake the head of the queue when a slot is free (call with the pool lock held)."""
+        if self._waiters and self._slot_free():
+            self._waiters[0].notify()
+
+    def _release_slots(self) -> None:
+        with self._pool_lock:
+            self._wake_first_waiter()
 
     def _connect(self):
         conn = super()._connect()
@@ -366,10 +382,21 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         try:
             return super()._close(conn, close_conn)
         finally:
-            # Peewee skips the wake-up when a discarded (manual_close) connection is closed, so
-            # a queued caller would sleep out its whole timeout although a slot just freed up.
-            with self._pool_available:
-                self._pool_available.notify_all()
+            # Also after a discarded (manual_close) connection, which peewee does not signal.
+            self._release_slots()
+
+    def close_all(self):
+        super().close_all()
+        self._release_slots()
+
+    def close_stale(self, age=600):
+        closed = super().close_stale(age)
+        self._release_slots()
+        return closed
+
+    def dispose(self):
+        super().dispose()
+        self._release_slots()
 
     def _close_raw(self, conn):
         self._returned_at.pop(self.conn_key(conn), None)

@@ -111,6 +111,47 @@ def test_callers_beyond_the_pool_size_wait_in_line_instead_of_failing(pg_databas
         connection.disconnect()
 
 
+def test_a_freed_connection_wakes_one_waiter_not_all_of_them(pg_database_url, monkeypatch):
+    """12 threads take turns on a pool of 1: each checkout wakes about one sleeping waiter.
+    A shared notify_all woke every waiter on every return (~6 per checkout here) and burnt
+    ~3 ms of CPU per checkout with 64 threads on 16 connections (scripts/bench_manager.py)."""
+    db = connection.connect(settings=settings_for_tests(pg_database_url, pool_size=1))
+    wakeups = [0]
+
+    class CountingCondition(threading.Condition):
+        def wait(self, timeout=None):
+            try:
+                return super().wait(timeout)
+            finally:
+                if self._lock is db._pool_lock:  # a pool waiter, not some other Condition
+                    wakeups[0] += 1
+
+    monkeypatch.setattr(threading, "Condition", CountingCondition)  # conditions made from now
+    db._pool_available = CountingCondition(db._pool_lock)  # and peewee's shared one
+    threads_count, rounds, errors = 12, 3, []
+
+    def worker():
+        try:
+            for _ in range(rounds):
+                with connection.borrowed(db):
+                    db.execute_sql("SELECT pg_sleep(0.01)")
+        except Exception as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        checkouts = threads_count * rounds
+        assert wakeups[0] <= 2 * checkouts, (wakeups[0], checkouts)
+        assert len(db._in_use) == 0 and db._reserved == 0 and not db._waiters
+    finally:
+        connection.disconnect()
+
+
 def test_a_full_pool_still_fails_after_the_configured_wait(pg_database_url):
     db = connection.connect(
         settings=settings_for_tests(pg_database_url, pool_size=1, pool_timeout=1)
