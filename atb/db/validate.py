@@ -12,7 +12,7 @@ import enum
 import math
 import numbers
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, Literal, TypeVar, overload
 
 import peewee as pw
@@ -443,9 +443,29 @@ def column(field: pw.Field, value: Any, *, name: str | None = None, **rules: Any
     return column_check(field, name=name, **rules)(value)
 
 
+# Checks already made, keyed by the field's identity, the label and the rules (the field is kept
+# in the value and compared by identity: peewee fields overload ==, and an id can be reused).
+_CHECKS: dict[Hashable, tuple[pw.Field, Callable[[Any], Any]]] = {}
+_CLEANERS: dict[Hashable, tuple[type[pw.Model], Cleaner]] = {}
+
+
 def column_check(field: pw.Field, *, name: str | None = None, **rules: Any) -> Callable[[Any], Any]:
     """`column` for one field and rules with every decision about the field made once: the
-    function that cleans one value (for paths that clean many rows)."""
+    function that cleans one value. Made once per (field, name, rules) and kept, so a call
+    that cleans a few values pays a dict lookup, not the choice of checks."""
+    try:
+        key: Hashable = (id(field), name, frozenset(rules.items()))
+        found = _CHECKS.get(key)
+    except TypeError:  # an unhashable rule value: made for this call only
+        return _make_check(field, name, rules)
+    if found is not None and found[0] is field:
+        return found[1]
+    check = _make_check(field, name, dict(rules))
+    _CHECKS[key] = (field, check)
+    return check
+
+
+def _make_check(field: pw.Field, name: str | None, rules: dict[str, Any]) -> Callable[[Any], Any]:
     label = name or (field.column_name if isinstance(field, pw.ForeignKeyField) else field.name)
     optional = rules.pop("optional", field.null)
     check: Callable[..., Any]
@@ -483,7 +503,15 @@ def clean(
     """Caller values keyed by field name, cleaned column by column as the model declares them
     (see `column`); `rules` maps a field name to its extra rules. Field names the model lacks
     are a programming error (KeyError)."""
-    return Cleaner(model, rules)(**values)
+    rules = rules or {}
+    try:
+        key: Hashable = (id(model), frozenset((k, frozenset(r.items())) for k, r in rules.items()))
+        found = _CLEANERS.get(key)
+    except TypeError:  # an unhashable rule value: a cleaner for this call only
+        return Cleaner(model, rules)(**values)
+    if found is None or found[0] is not model:
+        found = _CLEANERS[key] = (model, Cleaner(model, rules))
+    return found[1](**values)
 
 
 class Cleaner:
