@@ -97,12 +97,8 @@ def test_callers_beyond_the_pool_size_wait_in_line_instead_of_failing(pg_databas
         except Exception as exc:  # reported below
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=worker) for _ in range(16)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        _run_in_threads(worker, 16)
         assert errors == []
         assert calls[0] >= 16 * rounds
         assert full[0] <= calls[0] // 10
@@ -138,12 +134,8 @@ def test_a_freed_connection_wakes_one_waiter_not_all_of_them(pg_database_url, mo
         except Exception as exc:  # reported below
             errors.append(repr(exc))
 
-    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        _run_in_threads(worker, threads_count)
         assert errors == []
         checkouts = threads_count * rounds
         assert wakeups[0] <= 2 * checkouts, (wakeups[0], checkouts)
@@ -176,3 +168,12 @@ def test_a_full_pool_still_fails_after_the_configured_wait(pg_database_url):
         release.set()
         thread.join(10)
         connection.disconnect()
+
+
+def _run_in_threads(worker, count):
+    """Run `worker` in `count` threads at once and wait for all of them."""
+    threads = [threading.Thread(target=worker) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
