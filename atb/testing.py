@@ -32,7 +32,7 @@ from typing import Any
 import peewee as pw
 import pytest
 
-from atb.db import connection
+from atb.db import connection, pgtools
 from atb.db.settings import DatabaseSettings, build_url, parse_url, redact_url
 
 POSTGRES_FIXTURES: set[str] = {
@@ -84,28 +84,6 @@ def skip_or_fail_without_postgres(reason: str, *, module: bool = False) -> None:
     )
 
 
-def _admin_connect(url: str):
-    import psycopg2
-
-    parsed = parse_url(url)
-    conn = psycopg2.connect(
-        **{
-            k: v
-            for k, v in {
-                "host": parsed.host,
-                "port": parsed.port,
-                "user": parsed.user,
-                "password": parsed.password,
-                "dbname": parsed.database,
-                "connect_timeout": 5,
-            }.items()
-            if v is not None
-        }
-    )
-    conn.autocommit = True
-    return conn
-
-
 def url_with_database(url: str, name: str) -> str:
     """The same server and credentials, another database."""
     parsed = parse_url(url)
@@ -115,7 +93,7 @@ def url_with_database(url: str, name: str) -> str:
 def execute_sql(url: str, *statements: str) -> list[tuple]:
     """Run the statements in order on one autocommit connection to `url` (outside the proxy);
     returns the rows of the last one, `[]` when it returns none."""
-    conn = _admin_connect(url)
+    conn = pgtools.admin_connect(url)
     try:
         rows: list[tuple] = []
         with conn.cursor() as cur:
@@ -134,25 +112,22 @@ def create_scratch_database(
 
     Retries for a few seconds while another session holds `template1` (concurrent test runs).
     """
-    import psycopg2
-
     name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    statement = f'CREATE DATABASE "{name}"' + (f' OWNER "{owner}"' if owner else "")
-    for attempt in range(50):
-        try:
-            execute_sql(server_url, statement)
-            break
-        except psycopg2.errors.ObjectInUse:
-            if attempt == 49:
-                raise
-            time.sleep(0.1)
+    conn = pgtools.admin_connect(server_url)
+    try:
+        pgtools.create_database(conn, name, owner=owner)
+    finally:
+        conn.close()
     return url_with_database(server_url, name)
 
 
 def drop_database(server_url: str, database_url: str) -> None:
     """DROP a scratch database, ending any sessions still attached to it."""
-    name = parse_url(database_url).database
-    execute_sql(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn = pgtools.admin_connect(server_url)
+    try:
+        pgtools.drop_database(conn, parse_url(database_url).database)
+    finally:
+        conn.close()
 
 
 def migrate_to_head(url: str) -> str:

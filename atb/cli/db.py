@@ -496,7 +496,8 @@ def shell_command(url: str | None, psql_args: tuple[str, ...]) -> None:
       atb db shell -- -c 'SELECT count(*) FROM trades'
       atb db shell --url postgresql://atb@db.example.com/atb
     """
-    from atb.db.admin.backup import select_tool, server_version_num, tool_connection
+    from atb.db.admin.backup import server_version_num
+    from atb.db.pgtools import select_tool, tool_connection
 
     db, settings = _connect(url)
     try:

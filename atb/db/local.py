@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from atb.db import pgtools
 from atb.db.errors import ConfigurationError, DatabaseUnavailable
 
 __all__ = [
@@ -321,11 +322,6 @@ def _data_owner(pgdata: Path) -> _Owner | None:
     return _Owner(name, st.st_uid, st.st_gid)
 
 
-def _child_env() -> dict[str, str]:
-    """Our environment minus PG* variables, so a stray PGPORT/PGDATA cannot redirect the tools."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
 def _run(args: list[str], *, owner: _Owner | None, timeout: float) -> tuple[int | None, str]:
     """Run a PostgreSQL tool (as `owner` when root); returns (exit code or None on timeout, output).
 
@@ -342,7 +338,7 @@ def _run(args: list[str], *, owner: _Owner | None, timeout: float) -> tuple[int 
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd="/",  # the system user may not be able to enter our cwd
-                env=_child_env(),
+                env=pgtools.clean_env(),  # a stray PGPORT/PGDATA cannot redirect them
                 timeout=max(timeout, 1.0),
                 close_fds=True,  # never leak our flock fd into the postmaster
                 **kwargs,
@@ -358,8 +354,7 @@ def _run(args: list[str], *, owner: _Owner | None, timeout: float) -> tuple[int 
 
 def _tail(text: str, lines: int = _LOG_TAIL_LINES) -> str:
     """Last lines of a tool's output or the server log, for error messages."""
-    kept = [line for line in text.strip().splitlines() if line.strip()]
-    return "\n".join(kept[-lines:])
+    return "\n".join(pgtools.last_lines(text, lines))
 
 
 def _log_tail(pgdata: Path) -> str:
@@ -610,25 +605,10 @@ def _admin_connection(server: LocalServer) -> Any:
 def _ensure_database(server: LocalServer, name: str) -> None:
     """CREATE DATABASE unless it exists; tolerates a concurrent creator. DatabaseUnavailable if unreachable."""
     import psycopg2
-    from psycopg2 import errors as pg_errors
-    from psycopg2 import sql
 
     conn = _admin_connection(server)
     try:
-        with conn.cursor() as cur:
-            for attempt in range(50):
-                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-                if cur.fetchone() is not None:
-                    return
-                try:
-                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-                    return
-                except (pg_errors.DuplicateDatabase, pg_errors.UniqueViolation):
-                    return
-                except pg_errors.ObjectInUse:  # template1 busy with a concurrent CREATE DATABASE
-                    if attempt == 49:
-                        raise
-                    time.sleep(0.1)
+        pgtools.create_database(conn, name)
     except psycopg2.Error as err:
         raise ConfigurationError(
             f"cannot create database {name!r} on the local PostgreSQL ({server.socket_dir}): "
@@ -815,14 +795,10 @@ def drop_database(server: LocalServer, name: str) -> None:
     if name in _PROTECTED_DATABASES:
         raise ValueError(f"refusing to drop the system database {name!r}")
     import psycopg2
-    from psycopg2 import sql
 
     conn = _admin_connection(server)
     try:
-        with conn.cursor() as cur:
-            cur.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        pgtools.drop_database(conn, name)
     except psycopg2.Error as err:
         raise ConfigurationError(
             f"cannot drop database {name!r} on the local PostgreSQL ({server.socket_dir}): "

@@ -11,15 +11,7 @@ import pytest
 
 from atb.db import fields, migration_ops
 from atb.db.admin import Refused, describe_target, is_local_database, refuse_unless_local
-from atb.db.admin.backup import (
-    PgTool,
-    backup_format,
-    choose_tool,
-    detect_archive_format,
-    find_tools,
-    parse_tool_version,
-    tool_connection,
-)
+from atb.db.admin.backup import backup_format, detect_archive_format
 from atb.db.admin.railway import (
     check_environment,
     default_backup_path,
@@ -29,6 +21,7 @@ from atb.db.admin.railway import (
 from atb.db.admin.verify import check_values, expected_column_type, expected_indexes
 from atb.db.errors import ConfigurationError
 from atb.db.models import ALL_MODELS, Order, Position, StrategyVersion, Trade, TradingSession
+from atb.db.pgtools import PgTool, choose_tool, find_tools, parse_tool_version, tool_connection
 from atb.db.settings import DatabaseSettings
 
 SECRET = "s3cr3t-pw"
@@ -84,7 +77,7 @@ def test_find_tools_reads_versions_from_fake_binaries(tmp_path: Path) -> None:
 
 
 def test_a_missing_tool_names_the_version_needed(tmp_path: Path) -> None:
-    from atb.db.admin.backup import select_tool
+    from atb.db.pgtools import select_tool
 
     with pytest.raises(ConfigurationError, match=r"pg_dump 18 or newer is needed"):
         select_tool("pg_dump", 18, [tmp_path])

