@@ -260,6 +260,7 @@ class Trade(BaseModel):
             (("order_id", "session_id"), True),
             (("session_id", "exit_time"), False),
             (("symbol", "entry_time"), False),
+            (("session_id", "symbol", "entry_time"), False),
         )
 
 
