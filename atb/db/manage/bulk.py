@@ -144,13 +144,20 @@ def _text_writer(model: type[pw.Model], name: str) -> Callable[[Any], str]:
     if isinstance(field, MoneyField | pw.IntegerField | pw.ForeignKeyField):
         return _plain  # Decimal (validate quantised it; numeric reads its exponent form) or int
     if isinstance(field, UTCDateTimeField):
-        return lambda value: "\\N" if value is None else as_utc(value).isoformat()
-    if isinstance(field, EnumField):
-        return lambda value: "\\N" if value is None else field.db_value(value).translate(_ESCAPES)
+        return _timestamp_text
+    if isinstance(field, EnumField):  # the member's value: upper-case words, nothing to escape
+        return lambda value: "\\N" if value is None else field.db_value(value)
     if isinstance(field, pw.CharField | pw.TextField):
         return lambda value: "\\N" if value is None else str(value).translate(_ESCAPES)
     convert = column_writer(model, name, True)
     return lambda value: _text(convert(value))
+
+
+def _timestamp_text(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    # validate.py gives aware UTC datetimes: no conversion needed (a call less per column)
+    return (value if value.tzinfo is dt.UTC else as_utc(value)).isoformat()
 
 
 def _plain(value: Any) -> str:
