@@ -224,11 +224,6 @@ _NON_TRANSACTIONAL = re.compile(
 only, so a query that merely mentions e.g. TABLESPACE in a string keeps its timeouts."""
 
 
-# How much of a COPY's source psycopg2 reads at a time. Each read takes the GIL: with its 8 KiB
-# default, a helper thread copying while the caller's thread works waited for the GIL (up to
-# the 5 ms switch interval) hundreds of times per chunk.
-_COPY_BLOCK = 1 << 20
-
 _JSONB = pgext.new_type(
     (3802,), "ATB_JSONB", lambda value, _cursor: None if value is None else jsoncodec.loads(value)
 )
@@ -330,7 +325,7 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         thread that copies while its owner does not use it (atb/db/manage/bulk.py)."""
         conn = conn if conn is not None else self._thread_connection()
         with _exception_wrapper, _watchdog.guard(conn):
-            conn.cursor().copy_expert(sql, source, size=_COPY_BLOCK)
+            conn.cursor().copy_expert(sql, source)
 
     def execute_sql(self, sql, params=None):
         if self._transaction_sql and not self.in_transaction():
