@@ -18,8 +18,9 @@ from atb.db import connection
 from atb.db.errors import DatabaseUnavailable
 from atb.db.manager import DatabaseManager
 from atb.db.migrate import ADVISORY_LOCK_KEY, available_migrations
+from atb.db.pgtools import admin_connect
 from atb.db.settings import parse_url
-from atb.testing import _admin_connect, execute_sql, settings_for_tests
+from atb.testing import execute_sql, settings_for_tests
 
 TIMEOUTS = {
     "statement_timeout_ms": 4321,
@@ -76,7 +77,7 @@ def test_manager_works_through_pgbouncer_with_every_timeout_in_force(
 
     # Nothing stays on the (single) server connection for the bouncer's next client.
     connection.disconnect()
-    raw = _admin_connect(url)
+    raw = admin_connect(url)
     try:
         with raw.cursor() as cur:
             cur.execute("SHOW statement_timeout")
@@ -95,7 +96,7 @@ def test_two_migrates_at_once_through_transaction_pooling(make_pgbouncer, make_p
     bouncer = make_pgbouncer("transaction", pool_size=3)
     url = bouncer.url(parse_url(server_url).database)
 
-    holder = _admin_connect(server_url)  # hold the lock so both migrates really contend
+    holder = admin_connect(server_url)  # hold the lock so both migrates really contend
     holder.autocommit = False
     holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
     procs = [atb_migrate(url, "--lock-wait", "60") for _ in range(2)]
@@ -125,7 +126,7 @@ def test_two_migrates_at_once_through_transaction_pooling(make_pgbouncer, make_p
 def test_lock_wait_gives_up_with_a_clear_message(make_pgbouncer, make_pg_database):
     server_url = make_pg_database("atb_pgb")
     bouncer = make_pgbouncer("transaction")
-    holder = _admin_connect(server_url)
+    holder = admin_connect(server_url)
     holder.autocommit = False
     holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:
@@ -154,7 +155,7 @@ def test_a_full_bouncer_is_reported_as_what_it_is(make_pgbouncer, make_pg_databa
     server_url = make_pg_database("atb_pgb")
     bouncer = make_pgbouncer("transaction", max_client_conn=2)
     url = bouncer.url(parse_url(server_url).database)
-    held = [_admin_connect(url) for _ in range(2)]
+    held = [admin_connect(url) for _ in range(2)]
     try:
         db = connection.connect(settings=settings_for_tests(url))
         with pytest.raises(DatabaseUnavailable) as caught:
