@@ -20,6 +20,7 @@ Creates a scratch database on the server, migrates it, and times, per call:
   SQL aggregate computing the same figures (the figures are checked to agree).
 - startup and pool (scripts/bench_startup.py): the import time, the statements of a call after
   an idle minute's worth of pool idleness, checkout cost, CPU burnt waiting for a full pool;
+- atb's own client CPU per call with a cursor that sends nothing (scripts/bench_overhead.py);
 - `--threads N` (default 16): log_trade from N threads against raw psycopg2, a connection each;
 - `--scale N`: N trades over 100 sessions, 8 symbols and a year in a second scratch database,
   the metrics and trade reads timed at that size (scripts/bench_scale.py).
@@ -58,6 +59,7 @@ from atb.db.settings import redact_url  # noqa: E402
 from atb.testing import create_scratch_database, drop_database, settings_for_tests  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_overhead  # noqa: E402
 import bench_scale  # noqa: E402
 import bench_startup  # noqa: E402
 
@@ -908,7 +910,17 @@ def _run_single_bulk_reads(
         "\nall-time: manager vs one hand-written aggregate query (same figures, checked),"
         f" median of {AGGREGATE_RUNS} alternating runs each."
     )
+    _run_overhead(manager, session_id)
     print(f"total {time.perf_counter() - started:.1f}s")
+
+
+def _run_overhead(manager: Any, session_id: int) -> None:
+    rows = bench_overhead.overhead_section(manager, manager.database, session_id)
+    print(f"\n{'atb client CPU per call, nothing sent (µs)':<48}{'manager':>9}")
+    for name, cpu in rows:
+        print(f"{name:<48}{cpu:>9.1f}")
+    print("the pool's connections answer every statement at once (scripts/bench_overhead.py):"
+          " validation, binding, pool and retry machinery only; information, best of 7 blocks.")  # fmt: skip
 
 
 if __name__ == "__main__":
