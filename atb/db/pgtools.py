@@ -219,8 +219,9 @@ def create_database(conn: Any, name: str, *, owner: str | None = None) -> bool:
     statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if owner:
         statement += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+    gives_up = time.monotonic() + 5.0
     with conn.cursor() as cur:
-        for attempt in range(50):
+        while True:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
             if cur.fetchone() is not None:
                 return False
@@ -230,10 +231,9 @@ def create_database(conn: Any, name: str, *, owner: str | None = None) -> bool:
             except (errors.DuplicateDatabase, errors.UniqueViolation):
                 return False
             except errors.ObjectInUse:  # template1 busy with a concurrent CREATE DATABASE
-                if attempt == 49:
+                if time.monotonic() >= gives_up:
                     raise
                 time.sleep(0.1)
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def drop_database(conn: Any, name: str) -> None:
