@@ -269,6 +269,10 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
     The timeouts go with every transaction as `SET LOCAL` in the same query string as its BEGIN
     (or its single autocommit statement): no extra round trip, and no session state left on a
     server connection a PgBouncer hands to another client.
+
+    BEGIN itself waits for the transaction's first statement and goes out in the same query
+    string: a transaction costs its statements and its COMMIT, not one round trip more, and one
+    that sent nothing skips its COMMIT or ROLLBACK as well.
     """
 
     def __init__(self, *args, ping_after: float | None = None, transaction_sql: str = "", **kwargs):
@@ -278,6 +282,8 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         self._waiters: deque[threading.Condition] = deque()
         self._not_reusable: set[int] = set()
         self._reserved = 0
+        # conn_key -> the BEGIN (and SET LOCAL) its transaction's first statement will carry
+        self._begin_pending: dict[int, str] = {}
         super().__init__(*args, **kwargs)
 
     def connect(self, reuse_if_open=False):
@@ -343,8 +349,24 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         stmt = "BEGIN"
         if isolation_level:
             stmt += " ISOLATION LEVEL " + self._adapter.isolation_level_str(isolation_level)
-        with _exception_wrapper, _watchdog.guard(self._thread_connection()):
-            self.cursor().execute(f"{stmt}; {self._transaction_sql}")
+        conn = self._thread_connection()
+        self._begin_pending[self.conn_key(conn)] = f"{stmt}; {self._transaction_sql}"
+
+    def cursor(self, named_cursor=None):
+        """A cursor for direct use inside a transaction gets the transaction's BEGIN sent first
+        (atb's own statements carry it in their query string instead)."""
+        cursor = super().cursor(named_cursor)
+        pending = self._take_pending_begin(self._state.conn)
+        if pending is not None:
+            with _exception_wrapper, _watchdog.guard(self._state.conn):
+                self._state.conn.cursor().execute(pending)
+        return cursor
+
+    def _take_pending_begin(self, conn: Any) -> str | None:
+        """The BEGIN not sent yet on `conn` (it is sent with what the caller sends next)."""
+        if not self._begin_pending or conn is None:
+            return None
+        return self._begin_pending.pop(self.conn_key(conn), None)
 
     def copy_from(self, sql: str, source: Any, conn: Any = None) -> None:
         """Run `COPY ... FROM STDIN` reading the file-like `source`: one round trip under the
@@ -352,21 +374,32 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         the timeouts set at BEGIN apply). `conn`: another thread's connection, for a helper
         thread that copies while its owner does not use it (atb/db/manage/bulk.py)."""
         conn = conn if conn is not None else self._thread_connection()
+        pending = self._take_pending_begin(conn)
         with _exception_wrapper, _watchdog.guard(conn):
+            if pending is not None:  # COPY goes alone: libpq stops a query string at COPY
+                conn.cursor().execute(pending)
             conn.cursor().copy_expert(sql, source)
 
     def execute_sql(self, sql, params=None):
-        if self._transaction_sql and not self.in_transaction():
+        conn = self._thread_connection()
+        pending = self._take_pending_begin(conn)
+        if pending is not None:
+            sql = pending + sql
+        elif self._transaction_sql and not self.in_transaction():
             if not _NON_TRANSACTIONAL.match(sql) and self._txn_idle():
                 sql = self._transaction_sql + sql
-        with _watchdog.guard(self._thread_connection()):
+        with _watchdog.guard(conn):
             return super().execute_sql(sql, params)
 
     def commit(self):
+        if self._take_pending_begin(self._state.conn) is not None:
+            return None  # nothing was sent: no transaction is open on the server
         with _watchdog.guard(self._thread_connection()):
             return super().commit()
 
     def rollback(self):
+        if self._take_pending_begin(self._state.conn) is not None:
+            return None
         with _watchdog.guard(self._thread_connection()):
             return super().rollback()
 
@@ -377,8 +410,12 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         return self._state.conn
 
     def _unprefixed(self, sql):
-        if self._transaction_sql and isinstance(sql, str) and sql.startswith(self._transaction_sql):
-            return sql[len(self._transaction_sql) :]
+        prefix = self._transaction_sql
+        if prefix and isinstance(sql, str):
+            if sql.startswith(prefix):
+                return sql[len(prefix) :]
+            if sql.startswith("BEGIN") and (end := sql.find(prefix, 0, 120)) > 0:
+                return sql[end + len(prefix) :]  # a transaction's first statement
         return sql
 
     def _log_query(self, sql, params=None):
@@ -406,6 +443,7 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
             return super()._is_closed(conn)
 
     def _close(self, conn, close_conn=False):
+        self._begin_pending.pop(self.conn_key(conn), None)
         self._returned_at[self.conn_key(conn)] = time.monotonic()
         try:
             return super()._close(conn, close_conn)
@@ -427,6 +465,7 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         self._release_slots()
 
     def _close_raw(self, conn):
+        self._begin_pending.pop(self.conn_key(conn), None)
         self._returned_at.pop(self.conn_key(conn), None)
         self._not_reusable.discard(self.conn_key(conn))
         return super()._close_raw(conn)
