@@ -414,7 +414,7 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         if prefix and isinstance(sql, str):
             if sql.startswith(prefix):
                 return sql[len(prefix) :]
-            if sql.startswith("BEGIN") and (end := sql.find(prefix, 0, 120)) > 0:
+            if sql.startswith("BEGIN") and (end := sql.find(prefix, 0, 64 + len(prefix))) > 0:
                 return sql[end + len(prefix) :]  # a transaction's first statement
         return sql
 
