@@ -447,7 +447,6 @@ def column(field: pw.Field, value: Any, *, name: str | None = None, **rules: Any
 # Checks already made, keyed by the field's identity, the label and the rules (the field is kept
 # in the value and compared by identity: peewee fields overload ==, and an id can be reused).
 _CHECKS: dict[Hashable, tuple[pw.Field, Callable[[Any], Any]]] = {}
-_CLEANERS: dict[Hashable, tuple[type[pw.Model], Cleaner]] = {}
 
 
 def column_check(field: pw.Field, *, name: str | None = None, **rules: Any) -> Callable[[Any], Any]:
@@ -495,29 +494,12 @@ def _make_check(field: pw.Field, name: str | None, rules: dict[str, Any]) -> Cal
     return functools.partial(check, label, **rules)
 
 
-def clean(
-    model: type[pw.Model],
-    rules: Mapping[str, Mapping[str, Any]] | None = None,
-    /,
-    **values: Any,
-) -> dict[str, Any]:
-    """Caller values keyed by field name, cleaned column by column as the model declares them
-    (see `column`); `rules` maps a field name to its extra rules. Field names the model lacks
-    are a programming error (KeyError)."""
-    rules = rules or {}
-    try:
-        key: Hashable = (id(model), frozenset((k, frozenset(r.items())) for k, r in rules.items()))
-        found = _CLEANERS.get(key)
-    except TypeError:  # an unhashable rule value: a cleaner for this call only
-        return Cleaner(model, rules)(**values)
-    if found is None or found[0] is not model:
-        found = _CLEANERS[key] = (model, Cleaner(model, rules))
-    return found[1](**values)
-
-
 class Cleaner:
-    """`clean` for one model and rules, each column's check chosen on first use and kept: what
-    a path that cleans many rows (log_trades) calls once per row."""
+    """How one model's rows are validated: each value cleaned as its column declares it (see
+    `column`), plus `rules` for what the model cannot say, keyed by field name. Made once per
+    write path at import (`_EVENT_ROW = Cleaner(SystemEvent, rules)`); each column's check is
+    chosen on first use and kept. Field names the model lacks are a programming error
+    (KeyError)."""
 
     def __init__(self, model: type[pw.Model], rules: Mapping[str, Mapping[str, Any]] | None = None):
         self._fields = model._meta.fields

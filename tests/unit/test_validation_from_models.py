@@ -39,15 +39,15 @@ def test_rules_that_cannot_be_hashed_still_work_uncached():
         down("up")
 
 
-def test_clean_reuses_its_cleaner_and_refuses_bad_values_by_name():
-    rules = {"message": {"optional": False}}
-    validate.clean(SystemEvent, rules, message="ok")
-    kept = len(validate._CLEANERS)
-    assert validate.clean(SystemEvent, {"message": {"optional": False}}, message="again") == {
-        "message": "again"
-    }
-    assert len(validate._CLEANERS) == kept
+def test_a_cleaner_keeps_its_checks_and_refuses_bad_values_by_name():
+    cleaner = validate.Cleaner(SystemEvent, {"message": {"optional": False}})
+    assert cleaner(message="ok") == {"message": "ok"}
+    kept = dict(cleaner._checks)
+    assert cleaner.clean({"message": "again"}) == {"message": "again"}
+    assert cleaner._checks == kept
     with pytest.raises(ValidationError, match="message.*required"):
-        validate.clean(SystemEvent, rules, message=None)
+        cleaner(message=None)
     with pytest.raises(ValidationError, match="component.*at most 100"):
-        validate.clean(SystemEvent, component="x" * 101)
+        cleaner(component="x" * 101)
+    with pytest.raises(KeyError):
+        cleaner(no_such_column=1)

@@ -65,6 +65,10 @@ def _insert_ledger_row(row: dict[pw.Field, Any]) -> bool:
     return bool(list(query.tuples().execute()))  # type: ignore[call-overload]
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_SNAPSHOT_ROW = validate.Cleaner(AccountHistory, _SNAPSHOT_RULES)
+
+
 class AccountsMixin(ManagerBase):
     """log_account_snapshot, the balance ledger (update, manual adjustment, history) and recovery."""
 
@@ -87,9 +91,7 @@ class AccountsMixin(ManagerBase):
         """Append one account snapshot; `margin_available` defaults to balance − margin used.
 
         Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
-        row = validate.clean(
-            AccountHistory,
-            _SNAPSHOT_RULES,
+        row = _SNAPSHOT_ROW(
             balance=balance,
             equity=equity,
             total_pnl=total_pnl,

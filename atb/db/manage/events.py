@@ -48,6 +48,13 @@ _EXECUTION_RULES = {
 _EXECUTION_REQUIRED = ("strategy_name", "symbol", "signal_type", "action_taken", "price")
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_EVENT_ROW = validate.Cleaner(
+    SystemEvent, {"stack_trace": {"allow_empty": True}, "message": {"optional": False}}
+)
+_EXECUTION_ROW = validate.Cleaner(StrategyExecution, _EXECUTION_RULES)
+
+
 class EventsMixin(ManagerBase):
     """log_event / get_recent_events, and strategy executions one at a time or in bulk."""
 
@@ -71,9 +78,7 @@ class EventsMixin(ManagerBase):
 
         Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
         now = utc_now()
-        row = validate.clean(
-            SystemEvent,
-            {"stack_trace": {"allow_empty": True}, "message": {"optional": False}},
+        row = _EVENT_ROW(
             timestamp=now if timestamp is None else timestamp,
             event_type=event_type,
             message=message,
@@ -237,9 +242,7 @@ class EventsMixin(ManagerBase):
         trade_id: Any = None,
         timestamp: Any = None,
     ) -> dict[str, Any]:
-        row = validate.clean(
-            StrategyExecution,
-            _EXECUTION_RULES,
+        row = _EXECUTION_ROW(
             timestamp=utc_now() if timestamp is None else timestamp,
             strategy_name=strategy_name,
             symbol=symbol,

@@ -165,6 +165,11 @@ def _number(value: Any) -> float:
     return 0.0 if value is None else float(value)
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_DYNAMIC_ROW = validate.Cleaner(DynamicPerformanceMetrics, _DYNAMIC_RULES)
+_RISK_ROW = validate.Cleaner(RiskAdjustment, _RISK_RULES)
+
+
 class MetricsMixin(ManagerBase):
     """get_performance_metrics, log_dynamic_performance_metrics, log_risk_adjustment."""
 
@@ -259,9 +264,7 @@ class MetricsMixin(ManagerBase):
         """Record a rolling-performance snapshot of a session (explicit or current; required).
 
         Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
-        row = validate.clean(
-            DynamicPerformanceMetrics,
-            _DYNAMIC_RULES,
+        row = _DYNAMIC_ROW(
             timestamp=utc_now() if timestamp is None else timestamp,
             rolling_win_rate=rolling_win_rate,
             rolling_sharpe_ratio=rolling_sharpe_ratio,
@@ -300,9 +303,7 @@ class MetricsMixin(ManagerBase):
         """Record one risk-parameter adjustment of a session (explicit or current; required).
 
         Exactly once per `request_id`: a repeat returns the first call's id, writing nothing."""
-        row = validate.clean(
-            RiskAdjustment,
-            _RISK_RULES,
+        row = _RISK_ROW(
             timestamp=utc_now() if timestamp is None else timestamp,
             adjustment_type=adjustment_type,
             trigger_reason=trigger_reason,

@@ -12,6 +12,10 @@ from .statements import insert_row
 _JSON_COLUMNS = ("baseline_metrics", "candidate_params", "candidate_metrics", "validator_report")
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_CYCLE_ROW = validate.Cleaner(OptimizationCycle)
+
+
 class OptimizationMixin(ManagerBase):
     """record_optimization_cycle and fetch_optimization_cycles."""
 
@@ -34,9 +38,7 @@ class OptimizationMixin(ManagerBase):
         `decision` is free text up to 20 characters ('propose', 'reject', 'apply' by convention).
         Exactly once per `request_id`: a repeat returns the first call's id, writing nothing.
         """
-        row = validate.clean(
-            OptimizationCycle,
-            None,
+        row = _CYCLE_ROW(
             strategy_name=strategy_name,
             symbol=symbol,
             timeframe=timeframe,

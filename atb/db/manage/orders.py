@@ -81,6 +81,18 @@ _PENDING = session_scoped(
 _REFUSAL = Rows(Order, lambda query: query.where(Order.id == Slot("id")))
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_ORDER_ROW = validate.Cleaner(
+    Order,
+    {
+        "quantity": {"positive": True},
+        "price": {"positive": True},
+        "size_fraction": {"non_negative": True},
+        "internal_order_id": {"optional": True},
+    },
+)
+
+
 class OrdersMixin(ManagerBase):
     """create_order / update_order_status / order reads for DatabaseManager."""
 
@@ -117,10 +129,7 @@ class OrdersMixin(ManagerBase):
             internal_order_id, request_id = _client_order(
                 client_order_id, internal_order_id, request_id
             )
-        row = validate.clean(
-            Order,
-            {"quantity": {"positive": True}, "price": {"positive": True},
-             "size_fraction": {"non_negative": True}, "internal_order_id": {"optional": True}},
+        row = _ORDER_ROW(
             order_type=order_type,
             symbol=symbol,
             side=side,

@@ -97,6 +97,10 @@ def _level(field: str, value: Any) -> int | None:
     return validate.integer(field, value, optional=True, minimum=0)
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_POSITION_ROW = validate.Cleaner(Position, _POSITION_RULES)
+
+
 class PositionsMixin(ManagerBase):
     """Positions and partial operations for DatabaseManager."""
 
@@ -132,9 +136,7 @@ class PositionsMixin(ManagerBase):
         DuplicateError and leaves no position behind. Exactly once per `request_id`: a repeat
         returns the first call's position id and writes nothing.
         """
-        position = validate.clean(
-            Position,
-            _POSITION_RULES,
+        position = _POSITION_ROW(
             symbol=symbol,
             side=side,
             entry_price=entry_price,

@@ -72,6 +72,12 @@ def max_entries_from_env(environ: dict[str, str] | None = None) -> int | None:
     return value
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_PREDICTION_ROW = validate.Cleaner(
+    PC, {"predicted_price": {"non_negative": True}, "confidence": {"non_negative": True}}
+)
+
+
 class PredictionCacheMixin(ManagerBase):
     """cache_prediction, get_cached_prediction, invalidation, purging and statistics."""
 
@@ -109,9 +115,7 @@ class PredictionCacheMixin(ManagerBase):
         """
         ttl = validate.integer("ttl_seconds", ttl_seconds, minimum=1)
         now = utc_now()
-        row = validate.clean(
-            PC,
-            {"predicted_price": {"non_negative": True}, "confidence": {"non_negative": True}},
+        row = _PREDICTION_ROW(
             cache_key=cache_key,
             model_name=model_name,
             features_hash=features_hash,

@@ -102,6 +102,10 @@ _ENDED = Statement(
 )
 
 
+# How each row this module writes is validated: the model's columns plus these rules.
+_SESSION_ROW = validate.Cleaner(TS, {"initial_balance": {"non_negative": True}})
+
+
 class SessionsMixin(ManagerBase):
     """Create, end and read trading sessions; the new session becomes the manager's current one."""
 
@@ -124,9 +128,7 @@ class SessionsMixin(ManagerBase):
         Exactly once per `request_id`: a repeat returns the first call's session (which becomes
         current) and writes nothing."""
         now = utc_now()
-        values = validate.clean(
-            TS,
-            {"initial_balance": {"non_negative": True}},
+        values = _SESSION_ROW(
             strategy_name=strategy_name,
             symbol=symbol,
             timeframe=timeframe,
