@@ -3,6 +3,7 @@ the helpers more than one domain needs. Every mixin of DatabaseManager subclasse
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,8 +19,9 @@ T = TypeVar("T")
 
 
 def new_request_id() -> str:
-    """A request id for a call the caller gave none: the manager's own retries reuse it."""
-    return uuid.uuid4().hex
+    """A request id for a call the caller gave none: the manager's own retries reuse it.
+    128 random bits as 32 hex digits (what uuid4().hex gives, without its object)."""
+    return os.urandom(16).hex()
 
 
 def request_id_of(given: Any, *, max_length: int = REQUEST_ID_LENGTH) -> str:

@@ -17,6 +17,7 @@ already returns the right type. Needs SQLite 3.35+ for RETURNING (the unit tests
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import re
 import threading
@@ -28,7 +29,7 @@ import peewee as pw
 
 from .. import connection
 from ..errors import DatabaseError
-from ..fields import EnumField, JsonField, MoneyField, UTCDateTimeField, as_utc, utc_now
+from ..fields import UTC, EnumField, JsonField, MoneyField, UTCDateTimeField, as_utc, utc_now
 from ..models.base import REQUEST_ID_LENGTH
 
 # `%%` is a literal percent sign in a DB-API "format" query; `%s` a parameter.
@@ -203,10 +204,20 @@ def _reader(field: pw.Field, postgres: bool) -> Callable[[Any], Any] | None:
 
 
 def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
+    # Values validate.py cleaned are already in column form; the checks below pass them through
+    # and send anything else (a caller's own raw value) through the field's db_value.
     convert = field.db_value
     if isinstance(field, MoneyField):
         # validate.money already quantised it; MoneyField.db_value would do it all over again.
         return lambda value: value if type(value) is decimal.Decimal else convert(value)
+    if isinstance(field, EnumField):
+        members = field.enum_class
+        return lambda value: value.value if type(value) is members else convert(value)
+    if isinstance(field, UTCDateTimeField) and postgres:
+        # validate.timestamp returns aware UTC datetimes, which psycopg2 sends as they are.
+        return lambda value: (
+            value if type(value) is dt.datetime and value.tzinfo is UTC else convert(value)
+        )
     if isinstance(field, JsonField) and not postgres:
         # On SQLite db_value wraps the text in a json() call, which cannot be a bare parameter;
         # the JSON text itself is what that call would store.
