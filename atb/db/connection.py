@@ -38,6 +38,7 @@ from .settings import DatabaseSettings, redact_url
 from .sqlalchemy_hints import HintedSqliteDatabase, SqlAlchemyHints
 
 log = logging.getLogger("atb.db")
+_peewee_log = logging.getLogger("peewee")  # where peewee logs every query (at DEBUG)
 
 
 class RoutingProxy(pw.DatabaseProxy):
@@ -420,7 +421,8 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
 
     def _log_query(self, sql, params=None):
         # Logs and query hooks show the caller's statement, not the SET LOCAL prefix.
-        return super()._log_query(self._unprefixed(sql), params)
+        if _peewee_log.isEnabledFor(logging.DEBUG):
+            super()._log_query(self._unprefixed(sql), params)
 
     def _notify_hooks(self, sql, params, *args, **kwargs):
         return super()._notify_hooks(self._unprefixed(sql), params, *args, **kwargs)

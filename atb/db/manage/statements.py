@@ -223,7 +223,20 @@ def _writer(field: pw.Field, postgres: bool) -> Callable[[Any], Any]:
         # the JSON text itself is what that call would store.
         dumps = field._dumps  # type: ignore[attr-defined]
         return lambda value: None if value is None else dumps(value)
+    for kind, plain in _PLAIN_KINDS:
+        # Fields whose db_value is peewee's own, which hands a value of this type back as is.
+        if isinstance(field, kind) and type(field).db_value is kind.db_value:
+            return lambda value: value if type(value) is plain else convert(value)
     return convert
+
+
+_PLAIN_KINDS: tuple[tuple[type[pw.Field], type], ...] = (
+    (pw.ForeignKeyField, int),
+    (pw.BooleanField, bool),
+    (pw.IntegerField, int),
+    (pw.CharField, str),
+    (pw.TextField, str),
+)
 
 
 @lru_cache(maxsize=512)
