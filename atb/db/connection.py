@@ -357,11 +357,16 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         """A cursor for direct use inside a transaction gets the transaction's BEGIN sent first
         (atb's own statements carry it in their query string instead)."""
         cursor = super().cursor(named_cursor)
-        pending = self._take_pending_begin(self._state.conn)
-        if pending is not None:
-            with _exception_wrapper, _watchdog.guard(self._state.conn):
-                self._state.conn.cursor().execute(pending)
+        self._send_pending_begin(self._state.conn)
         return cursor
+
+    def _send_pending_begin(self, conn: Any) -> None:
+        """Send the BEGIN still waiting on `conn` in a round trip of its own (for what cannot
+        carry it in its query string: a caller's own cursor, COPY)."""
+        pending = self._take_pending_begin(conn)
+        if pending is not None:
+            with _exception_wrapper, _watchdog.guard(conn):
+                conn.cursor().execute(pending)
 
     def _take_pending_begin(self, conn: Any) -> str | None:
         """The BEGIN not sent yet on `conn` (it is sent with what the caller sends next)."""
@@ -375,10 +380,8 @@ class AtbPooledPostgresqlDatabase(SqlAlchemyHints, PooledPostgresqlDatabase):
         the timeouts set at BEGIN apply). `conn`: another thread's connection, for a helper
         thread that copies while its owner does not use it (atb/db/manage/bulk.py)."""
         conn = conn if conn is not None else self._thread_connection()
-        pending = self._take_pending_begin(conn)
+        self._send_pending_begin(conn)  # COPY goes alone: libpq stops a query string at COPY
         with _exception_wrapper, _watchdog.guard(conn):
-            if pending is not None:  # COPY goes alone: libpq stops a query string at COPY
-                conn.cursor().execute(pending)
             conn.cursor().copy_expert(sql, source)
 
     def execute_sql(self, sql, params=None):

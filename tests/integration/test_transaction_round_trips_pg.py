@@ -3,13 +3,14 @@ driver (every query string psycopg2 sends), and that the transaction is still on
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg2.extensions
 import pytest
 
-from atb.db import DatabaseManager, connection
+from atb.db import DatabaseManager
 from atb.db.errors import DuplicateError
 from atb.db.models import SystemEvent
 
@@ -100,16 +101,9 @@ def test_a_bulk_copy_after_begin_stays_inside_the_transaction(manager, pg_db, se
             pg_db.copy_from(
                 "COPY system_events (id, timestamp, event_type, severity, message, alert_sent,"
                 " created_at) FROM STDIN",
-                _text(source),
+                io.StringIO(source),
             )
             raise Stop
     assert sent[0].startswith("BEGIN; SET LOCAL")  # sent on its own, ahead of the COPY
     assert sent[1].startswith("COPY")
     assert SystemEvent.select().count() == 0
-    connection.disconnect()
-
-
-def _text(data: str) -> Any:
-    import io
-
-    return io.StringIO(data)
